@@ -1,0 +1,293 @@
+"""The compressed network file: written after Deep Compression, read back to an equivalent model.
+
+Layout (all integers little-endian):
+
+    b"NRDC"            magic
+    u16                format version (1)
+    u32, u32           header length, CRC-32 of the header
+    header             compact JSON: {"model": {...}, "tensors": [entry, ...]}
+    sections           one per state_dict tensor, in header order; entry = {"name", "kind",
+                       "shape", "nbytes", "crc"} (+ "dtype" for raw sections)
+
+`model` rebuilds the architecture: {"kind": "mlp", "spec": ArchSpec dict} or
+{"kind": "lenet5", "config": LeNet5Config dict}. Section kinds:
+
+- raw: the tensor's bytes (biases, BatchNorm tensors, anything not prunable).
+- sparse: a pruned weight with float32 values: positions (see relindex.py) + values.
+- shared: a pruned, weight-shared weight: positions + codebook + one cluster index per survivor.
+
+Positions are `u8 coding, u32 nnz, u8 gap_bits, u32 n_gap_symbols, stream`; a stream is either
+fixed-width (`u32 length, packed fields`) or Huffman (`nibble code-length table, u32 length,
+payload`). Shared values are `u16 k, float32[k] codebook, stream of cluster indices`.
+Everything is counted: the file size is the compressed size.
+
+Reading checks the magic, version, every length and CRC before decoding, then validates while
+decoding, so a truncated or corrupted file raises CheckpointError naming the file and tensor.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from neon_ray.deepcomp import huffman, relindex
+from neon_ray.deepcomp.bits import ByteReader, ByteWriter, pack_fixed, unpack_fixed, width_for
+from neon_ray.deepcomp.lenet import LeNet5, LeNet5Config
+from neon_ray.deepcomp.prune import prunable_weights
+from neon_ray.deepcomp.share import SharedWeights
+from neon_ray.errors import CheckpointError, ConfigError
+from neon_ray.spec import ArchSpec, MLP, build_mlp
+
+MAGIC = b"NRDC"
+VERSION = 1
+_PREAMBLE = struct.Struct("<4sHII")
+CODINGS = ("fixed", "huffman")
+RAW_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64, "int32": torch.int32}
+
+
+# --- architecture --------------------------------------------------------------------------
+
+def describe_model(model: nn.Module) -> dict:
+    """The header's description of the architecture."""
+    if isinstance(model, MLP):
+        return {"kind": "mlp", "spec": model.spec.to_dict()}
+    if isinstance(model, LeNet5):
+        return {"kind": "lenet5", "config": model.cfg.to_dict()}
+    raise ConfigError(f"cannot store a {type(model).__name__}: the compressed format supports neon_ray MLPs and LeNet5")
+
+
+def build_model(desc: dict) -> nn.Module:
+    """An untrained model of the described architecture."""
+    if desc.get("kind") == "mlp":
+        return build_mlp(ArchSpec.from_dict(desc["spec"]))
+    if desc.get("kind") == "lenet5":
+        return LeNet5(LeNet5Config(**desc["config"]))
+    raise ConfigError(f"unknown model kind {desc.get('kind')!r}, expected 'mlp' or 'lenet5'")
+
+
+# --- streams -------------------------------------------------------------------------------
+
+def _write_stream(w: ByteWriter, symbols: np.ndarray, alphabet: int, coding: str) -> None:
+    if coding == "fixed":
+        w.blob(pack_fixed(symbols, width_for(alphabet)))
+    else:
+        lengths = huffman.code_lengths(np.bincount(symbols, minlength=alphabet))
+        w.raw(huffman.pack_lengths(lengths))
+        w.blob(huffman.encode(symbols, lengths))
+
+
+def _read_stream(r: ByteReader, count: int, alphabet: int, coding: str) -> np.ndarray:
+    if coding == "fixed":
+        symbols = unpack_fixed(r.blob(), width_for(alphabet), count)
+    else:
+        lengths = huffman.unpack_lengths(r.take((alphabet + 1) // 2), alphabet)
+        symbols = huffman.decode(r.blob(), lengths, count)
+    if symbols.size and symbols.max() >= alphabet:
+        raise CheckpointError(f"stream symbol {int(symbols.max())} outside its alphabet of {alphabet}")
+    return symbols
+
+
+def _write_positions(w: ByteWriter, positions: np.ndarray, coding: str) -> None:
+    gap_bits = relindex.best_gap_bits(positions, coding)
+    symbols = relindex.encode_gaps(positions, gap_bits)
+    w.u8(CODINGS.index(coding))
+    w.u32(len(positions))
+    w.u8(gap_bits)
+    w.u32(len(symbols))
+    _write_stream(w, symbols, 1 << gap_bits, coding)
+
+
+def _read_positions(r: ByteReader, numel: int) -> tuple[np.ndarray, str]:
+    coding_id, nnz, gap_bits, n_symbols = r.u8(), r.u32(), r.u8(), r.u32()
+    if coding_id >= len(CODINGS) or not 1 <= gap_bits <= relindex.MAX_GAP_BITS or nnz > numel:
+        raise CheckpointError(f"invalid position header (coding {coding_id}, nnz {nnz}, gap bits {gap_bits})")
+    coding = CODINGS[coding_id]
+    symbols = _read_stream(r, n_symbols, 1 << gap_bits, coding)
+    return relindex.decode_gaps(symbols, gap_bits, nnz, numel), coding
+
+
+# --- sections ------------------------------------------------------------------------------
+
+def _encode_sparse(weight: torch.Tensor, coding: str) -> bytes:
+    flat = weight.detach().reshape(-1).float().numpy()
+    positions = np.flatnonzero(flat)
+    w = ByteWriter()
+    _write_positions(w, positions, coding)
+    w.float32(flat[positions])
+    return bytes(w.buf)
+
+
+def _encode_shared(sw: SharedWeights, coding: str) -> bytes:
+    flat_mask = sw.mask.reshape(-1).numpy()
+    positions = np.flatnonzero(flat_mask)
+    k = sw.codebook.numel()
+    w = ByteWriter()
+    _write_positions(w, positions, coding)
+    w.u16(k)
+    w.float32(sw.codebook.numpy())
+    if len(positions):
+        _write_stream(w, sw.index.reshape(-1).numpy()[positions], k, coding)
+    return bytes(w.buf)
+
+
+def _decode_weight(kind: str, body: bytes, shape: tuple[int, ...], where: str) -> torch.Tensor:
+    numel = math.prod(shape)
+    r = ByteReader(body, where)
+    positions, coding = _read_positions(r, numel)
+    flat = np.zeros(numel, dtype=np.float32)
+    if kind == "sparse":
+        flat[positions] = r.float32(len(positions))
+    else:
+        k = r.u16()
+        codebook = r.float32(k)
+        if len(positions):
+            if k == 0:
+                raise CheckpointError(f"{where}: {len(positions)} weights but an empty codebook")
+            flat[positions] = codebook[_read_stream(r, len(positions), k, coding)]
+    r.expect_end()
+    return torch.from_numpy(flat).reshape(shape)
+
+
+def _encode_raw(tensor: torch.Tensor) -> tuple[bytes, str]:
+    dtype = next((n for n, d in RAW_DTYPES.items() if d == tensor.dtype), None)
+    if dtype is None:
+        raise ConfigError(f"cannot store a {tensor.dtype} tensor; supported: {sorted(RAW_DTYPES)}")
+    array = tensor.detach().cpu().contiguous().numpy()
+    return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes(), dtype
+
+
+def _decode_raw(body: bytes, dtype: str, shape: tuple[int, ...], where: str) -> torch.Tensor:
+    if dtype not in RAW_DTYPES:
+        raise CheckpointError(f"{where}: unknown dtype {dtype!r}")
+    np_dtype = torch.empty(0, dtype=RAW_DTYPES[dtype]).numpy().dtype.newbyteorder("<")
+    if len(body) != math.prod(shape) * np_dtype.itemsize:
+        raise CheckpointError(f"{where}: {len(body)} bytes do not hold a {dtype} tensor of shape {list(shape)}")
+    return torch.from_numpy(np.frombuffer(body, dtype=np_dtype).astype(np_dtype.newbyteorder("="))).reshape(shape)
+
+
+# --- whole files ---------------------------------------------------------------------------
+
+def encode(model: nn.Module, shared: dict[str, SharedWeights] | None = None, coding: str = "huffman") -> bytes:
+    """The file's bytes: shared tensors from `shared`, other prunable weights sparse when that is smaller, the rest raw."""
+    if coding not in CODINGS:
+        raise ConfigError(f"unknown coding {coding!r}, expected one of {CODINGS}")
+    shared = shared or {}
+    prunable = set(prunable_weights(model))
+    entries, bodies = [], []
+    for name, tensor in model.state_dict().items():
+        entry = {"name": name, "shape": list(tensor.shape)}
+        if name in shared:
+            entry["kind"], body = "shared", _encode_shared(shared[name], coding)
+        else:
+            body, entry["dtype"] = _encode_raw(tensor)
+            entry["kind"] = "raw"
+            if name in prunable and tensor.dtype == torch.float32:
+                sparse = _encode_sparse(tensor, coding)
+                if len(sparse) < len(body):
+                    entry["kind"], body = "sparse", sparse
+                    del entry["dtype"]
+        entry["nbytes"], entry["crc"] = len(body), zlib.crc32(body)
+        entries.append(entry)
+        bodies.append(body)
+    header = json.dumps({"model": describe_model(model), "tensors": entries}, separators=(",", ":")).encode()
+    return _PREAMBLE.pack(MAGIC, VERSION, len(header), zlib.crc32(header)) + header + b"".join(bodies)
+
+
+def write(path: str | Path, model: nn.Module, shared: dict[str, SharedWeights] | None = None, coding: str = "huffman") -> int:
+    """Write the compressed file atomically; returns its size in bytes."""
+    data = encode(model, shared, coding)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path.stat().st_size
+
+
+def _parse_header(data: bytes, where: str) -> tuple[dict, int]:
+    if len(data) < _PREAMBLE.size:
+        raise CheckpointError(f"{where}: truncated ({len(data)} bytes, not even a file header)")
+    magic, version, header_len, header_crc = _PREAMBLE.unpack_from(data)
+    if magic != MAGIC:
+        raise CheckpointError(f"{where}: not a neon-ray compressed network (magic {magic!r}, expected {MAGIC!r})")
+    if version != VERSION:
+        raise CheckpointError(f"{where}: format version {version} is not supported (expected {VERSION})")
+    end = _PREAMBLE.size + header_len
+    if end > len(data):
+        raise CheckpointError(f"{where}: truncated (header needs {header_len} bytes, file has {len(data) - _PREAMBLE.size})")
+    raw = data[_PREAMBLE.size : end]
+    if zlib.crc32(raw) != header_crc:
+        raise CheckpointError(f"{where}: header is corrupted (CRC mismatch)")
+    try:
+        header = json.loads(raw)
+        entries = header["tensors"]
+        for e in entries:
+            if not (isinstance(e["name"], str) and e["kind"] in ("raw", "sparse", "shared") and isinstance(e["nbytes"], int)
+                    and isinstance(e["crc"], int) and all(isinstance(s, int) and s >= 0 for s in e["shape"])):
+                raise ValueError(e)
+        if not isinstance(header["model"], dict):
+            raise ValueError(header["model"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{where}: header is not a valid description ({exc!r:.200})") from exc
+    return header, end
+
+
+def read_header(path: str | Path) -> dict:
+    """The header of a compressed file (architecture and per-tensor kinds and sizes), CRC-checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: compressed network not found")
+    return _parse_header(path.read_bytes(), str(path))[0]
+
+
+def decode(data: bytes, where: str = "<bytes>") -> nn.Module:
+    """The model a file's bytes describe, in eval mode."""
+    header, offset = _parse_header(data, where)
+    total = offset + sum(e["nbytes"] for e in header["tensors"])
+    if total != len(data):
+        state = "truncated" if total > len(data) else "has trailing bytes"
+        raise CheckpointError(f"{where}: {state} (sections need {total} bytes in all, file has {len(data)})")
+    state = {}
+    for e in header["tensors"]:
+        body = data[offset : offset + e["nbytes"]]
+        offset += e["nbytes"]
+        at = f"{where}: tensor {e['name']!r}"
+        if zlib.crc32(body) != e["crc"]:
+            raise CheckpointError(f"{at}: corrupted (CRC mismatch)")
+        shape = tuple(e["shape"])
+        if e["kind"] == "raw":
+            state[e["name"]] = _decode_raw(body, e.get("dtype"), shape, at)
+        else:
+            try:
+                state[e["name"]] = _decode_weight(e["kind"], body, shape, at)
+            except CheckpointError as exc:
+                raise CheckpointError(exc.args[0] if exc.args[0].startswith(at) else f"{at}: {exc}") from exc
+    try:
+        model = build_model(header["model"])
+        model.load_state_dict(state, strict=True)
+    except (ConfigError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{where}: tensors do not rebuild the described model ({first})") from exc
+    model.eval()
+    return model
+
+
+def read(path: str | Path) -> nn.Module:
+    """Load a compressed network file written by `write`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: compressed network not found")
+    return decode(path.read_bytes(), str(path))

@@ -1,0 +1,122 @@
+"""Stage 1 of Deep Compression: per-layer magnitude pruning with fixed masks and retraining.
+
+Rule (method.md §10): in every Linear and Conv2d weight, zero each weight with
+|w| < q * std(w), where std is the population standard deviation of the layer's weight tensor
+as it currently is (already-pruned zeros included). Masks only shrink: a weight pruned at one
+step stays pruned. Iterating with a growing q (a schedule) prunes gradually, with retraining in
+between so the survivors can compensate.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from neon_ray.deepcomp.retrain import RetrainConfig, RetrainResult, run
+from neon_ray.errors import ConfigError
+
+Masks = dict[str, torch.Tensor]
+
+
+def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
+    """state_dict name -> weight of every Linear and Conv2d, in module order."""
+    return {
+        f"{name}.weight" if name else "weight": module.weight
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.Linear, nn.Conv2d))
+    }
+
+
+def layer_kind(model: nn.Module, weight_name: str) -> str:
+    """'conv' or 'fc' for a weight name from `prunable_weights`."""
+    module = model.get_submodule(weight_name.rsplit(".", 1)[0]) if "." in weight_name else model
+    return "conv" if isinstance(module, nn.Conv2d) else "fc"
+
+
+def threshold_mask(weight: torch.Tensor, q: float, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Boolean keep-mask: |w| >= q * std(w), and-ed with an existing mask."""
+    if q < 0:
+        raise ConfigError(f"pruning quality parameter q must be >= 0, got {q}")
+    w = weight.detach()
+    keep = w.abs() >= q * w.std(correction=0)
+    return keep if mask is None else keep & mask
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, masks: Masks) -> None:
+    """Zero the pruned weights in place."""
+    weights = prunable_weights(model)
+    for name, mask in masks.items():
+        weights[name].mul_(mask)
+
+
+def prune_step(model: nn.Module, masks: Masks | None, q: float, q_scale: dict[str, float] | None = None) -> Masks:
+    """One pruning step at quality parameter q (times q_scale[name] where given); applies and returns the masks."""
+    q_scale = q_scale or {}
+    weights = prunable_weights(model)
+    unknown = set(q_scale) - set(weights)
+    if unknown:
+        raise ConfigError(f"q_scale names unknown weights {sorted(unknown)}; prunable weights are {list(weights)}")
+    masks = {
+        name: threshold_mask(w, q * q_scale.get(name, 1.0), None if masks is None else masks[name])
+        for name, w in weights.items()
+    }
+    apply_masks(model, masks)
+    return masks
+
+
+def retrain_masked(
+    model: nn.Module,
+    masks: Masks,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    cfg: RetrainConfig,
+    seed: int = 0,
+) -> RetrainResult:
+    """Retrain every parameter with pruned weights held at exactly zero."""
+    weights = prunable_weights(model)
+    masked = [(weights[name], mask.to(weights[name].dtype)) for name, mask in masks.items()]
+
+    def loss_fn(X, y):
+        loss = nn.functional.cross_entropy(model(X), y)
+        if cfg.l2 > 0:
+            loss = loss + cfg.l2 * sum((w * w).sum() for w, _ in masked)
+        return loss
+
+    def after_backward():
+        # Zero gradients keep Adam's moments at zero, so pruned weights receive no update...
+        for w, m in masked:
+            if w.grad is not None:
+                w.grad.mul_(m)
+
+    @torch.no_grad()
+    def after_step():
+        # ...and re-applying the mask makes "exactly zero" independent of optimiser details.
+        for w, m in masked:
+            w.mul_(m)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    return run(model, params, loss_fn, train, val, cfg, seed, after_backward, after_step)
+
+
+def magnitude_prune(
+    model: nn.Module,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    q_schedule: Sequence[float],
+    cfg: RetrainConfig,
+    q_scale: dict[str, float] | None = None,
+    seed: int = 0,
+    log=None,
+) -> Masks:
+    """Prune and retrain once per q in `q_schedule` (in place); returns the final masks."""
+    masks = None
+    for step, q in enumerate(q_schedule):
+        masks = prune_step(model, masks, q, q_scale)
+        result = retrain_masked(model, masks, train, val, cfg, seed + step)
+        if log is not None:
+            kept = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+            log(f"prune q={q:.3g}: {kept:.2%} of prunable weights kept; retrained {result.epochs} epochs "
+                f"(best {result.best_epoch}, val loss {result.best_val_loss:.4f}, {result.seconds:.0f}s)")
+    return masks if masks is not None else {n: torch.ones_like(w, dtype=torch.bool) for n, w in prunable_weights(model).items()}

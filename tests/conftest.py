@@ -1,0 +1,31 @@
+"""Shared fixtures: the benchmark data directory and one local Ray for the whole session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("NEON_RAY_DATA_DIR", REPO.parent / "shared" / "datasets"))
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """../shared/datasets (or $NEON_RAY_DATA_DIR); tests that need it fail loudly if absent."""
+    if not (SHARED_DATA / "MANIFEST.csv").is_file():
+        pytest.fail(f"benchmark datasets not found at {SHARED_DATA} (set NEON_RAY_DATA_DIR)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One `ray.init(num_cpus=2)` shared by every Ray integration test."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
