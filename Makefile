@@ -19,8 +19,11 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/neon-ray demo --out $(OUT)
 
+# The end-to-end test runs in its own process: it ends with `ray stop`, which stops every
+# Ray process on the machine, including the shared local Ray of the integration tests.
 test: $(VENV)/.installed
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not e2e"
+	$(PY) -m pytest -m e2e
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -11,7 +11,6 @@ next Linear (`blocks[i+1].linear`, or `head` for the last hidden layer) and, whe
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import torch
 from torch import nn
@@ -162,24 +161,6 @@ def prune_layer(
     return _model_from_state(spec, state, model)
 
 
-def _spec_without_layer(spec: ArchSpec, layer: int) -> ArchSpec:
-    """The spec after `remove_layer`: the merged Linear sits where blocks[layer] was.
-
-    It keeps blocks[layer].pre (on the unchanged input width) and takes the activation of the
-    layer after; blocks[layer+1].pre is folded into the merged weights. When `layer` is the last
-    hidden layer, the merged Linear is the head and blocks[layer] disappears entirely.
-    """
-    keep_act = [i for i in range(spec.depth) if i != layer]
-    dropped_pre = layer + 1 if layer + 1 < spec.depth else layer
-    keep_pre = [i for i in range(spec.depth) if i != dropped_pre]
-    return replace(
-        spec,
-        hidden=tuple(spec.hidden[i] for i in keep_act),
-        activations=tuple(spec.activations[i] for i in keep_act),
-        pre=tuple(spec.pre[i] for i in keep_pre),
-    )
-
-
 def _batchnorm_affine(state: dict[str, torch.Tensor], key: str, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) with BatchNorm_eval(x) = scale * x + shift."""
     scale = state[f"{key}.weight"] / torch.sqrt(state[f"{key}.running_var"] + eps)
@@ -222,7 +203,7 @@ def remove_layer(model: MLP, layer: int) -> MLP:
     if last and isinstance(model.blocks[layer].pre, nn.BatchNorm1d):
         w1, b1 = _fold_affine_into_input(w1, b1, *_batchnorm_affine(state, f"blocks.{layer}.pre", model.blocks[layer].pre.eps))
     merged_w, merged_b = w2 @ w1, w2 @ b1 + b2
-    new_spec = _spec_without_layer(spec, layer)
+    new_spec = spec.without_layer(layer)
     new_state = _renumber_state(state, spec.depth, layer, last)
     merged_key = "head" if last else f"blocks.{layer}.linear"
     new_state[f"{merged_key}.weight"], new_state[f"{merged_key}.bias"] = merged_w, merged_b

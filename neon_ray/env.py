@@ -92,6 +92,8 @@ class EnvConfig:
     """RLlib worker index (0 local, 1..num_workers remote); taken from an EnvContext when given."""
     num_workers: int = 0
     """Remote RLlib workers sharing the datasets; 0: this env takes all of them."""
+    vector_index: int = 0
+    """Index of the env inside its worker (from an EnvContext); mixed into the seed."""
     latency_batch: int = 1
     """Rows per forward pass when a reward needs latency."""
     latency_repeats: int = 10
@@ -132,7 +134,7 @@ class EnvConfig:
     def from_env_config(cls, env_config: dict | None) -> "EnvConfig":
         """Parse a plain dict or an RLlib EnvContext (a dict with .worker_index / .num_workers)."""
         d = dict(env_config or {})
-        for attr in ("worker_index", "num_workers"):
+        for attr in ("worker_index", "num_workers", "vector_index"):
             if hasattr(env_config, attr) and attr not in d:
                 d[attr] = int(getattr(env_config, attr))
         known = {f.name for f in fields(cls)}
@@ -167,12 +169,19 @@ class _Network:
     """A zoo network and what never changes about it during episodes (cached per env)."""
 
     network_id: str
+    """Zoo ID."""
     dataset: str
+    """Dataset name it was trained on."""
     model: MLP
+    """The original network (never modified: every step builds a new MLP)."""
     probe: torch.Tensor
+    """Fixed training rows for activation statistics and importance."""
     acc: float
+    """Original val accuracy."""
     f1: float
+    """Original val macro-F1."""
     params: int
+    """Original parameter count."""
     costs: dict
     """Optional original measurements a reward needs: flops, latency, memory."""
 
@@ -182,19 +191,33 @@ class _Episode:
     """The state of the running episode."""
 
     net: _Network
+    """The network being pruned."""
     model: MLP
+    """The network as pruned so far."""
     tolerance: float
+    """This episode's a, in pp."""
     seed: int
+    """Base seed of this episode's fine-tuning (plus the step number)."""
     total_steps: int
+    """loops * original depth."""
     layer: int = 0
+    """Hidden layer the next step acts on."""
     loop: int = 0
+    """Wraps from the last hidden layer to the first so far."""
     step: int = 0
+    """Steps taken."""
     acc: float = 0.0
+    """Current val accuracy."""
     f1: float = 0.0
+    """Current val macro-F1."""
     params: int = 0
+    """Current parameter count."""
     costs: dict = field(default_factory=dict)
+    """Current optional measurements (as _Network.costs)."""
     orig_widths: list = field(default_factory=list)
+    """Original width of each current hidden layer (entries leave with removed layers)."""
     actions: list = field(default_factory=list)
+    """Actions taken so far."""
 
 
 class PruningEnv(gym.Env):
@@ -256,7 +279,7 @@ class PruningEnv(gym.Env):
 
     def _reseed(self, seed: int) -> None:
         """Seed every random choice of the env and restart the network cycle."""
-        self._rng = np.random.default_rng([int(seed), self.config.worker_index])
+        self._rng = np.random.default_rng([int(seed), self.config.worker_index, self.config.vector_index])
         self._queues = {d: list(self._rng.permutation(ids)) for d, ids in self._order.items()}
         self._cursor = {d: 0 for d in self._order}
         self._dataset_cursor = 0
@@ -403,13 +426,15 @@ class PruningEnv(gym.Env):
         data = self._dataset(ep.net.dataset)
         # after a removal the merged Linear is blocks[layer] (or the head when the last layer went)
         ft_layer = min(layer, model.spec.depth - 1) if removed else layer
+        t0 = time.perf_counter()
         result = finetune(model, ft_layer, data, self._ft_cfg, seed=ep.seed + ep.step)
+        finetune_seconds = time.perf_counter() - t0  # includes caching the frozen prefix
         t0 = time.perf_counter()
         ep.model = model
         ep.acc, ep.f1 = metrics.accuracy_f1(model, data.X_val, data.y_val)
         ep.params = metrics.count_params(model)
         ep.costs = self._costs(model, data)
-        return result.epochs, result.seconds, time.perf_counter() - t0
+        return result.epochs, finetune_seconds, time.perf_counter() - t0
 
     def _snapshot(self) -> dict:
         ep = self._episode

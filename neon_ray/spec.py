@@ -70,13 +70,21 @@ class ArchSpec:
         return replace(self, hidden=tuple(hidden))
 
     def without_layer(self, layer: int) -> "ArchSpec":
-        """The spec after hidden layer `layer` is merged away (see compress.remove_layer)."""
-        keep = [i for i in range(self.depth) if i != layer]
+        """The spec after hidden layer `layer` is merged away (see compress.remove_layer).
+
+        The merged Linear sits where blocks[layer] was: it keeps blocks[layer].pre (on the
+        unchanged input width) and takes the activation of the layer after, while
+        blocks[layer+1].pre is folded into the merged weights. When `layer` is the last hidden
+        layer, the merged Linear is the head and blocks[layer] disappears entirely.
+        """
+        keep_act = [i for i in range(self.depth) if i != layer]
+        dropped_pre = layer + 1 if layer + 1 < self.depth else layer
+        keep_pre = [i for i in range(self.depth) if i != dropped_pre]
         return replace(
             self,
-            hidden=tuple(self.hidden[i] for i in keep),
-            activations=tuple(self.activations[i] for i in keep),
-            pre=tuple(self.pre[i] for i in keep),
+            hidden=tuple(self.hidden[i] for i in keep_act),
+            activations=tuple(self.activations[i] for i in keep_act),
+            pre=tuple(self.pre[i] for i in keep_pre),
         )
 
     def describe(self) -> str:

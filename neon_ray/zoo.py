@@ -120,15 +120,12 @@ def plan_networks(dataset: str, n_features: int, n_classes: int, cfg: ZooConfig)
     return plans
 
 
-def train_planned(plan: dict, data, train_cfg: TrainConfig, threads: int) -> tuple[dict, dict]:
-    """Train one planned network; returns (state_dict, manifest row). Runs inside a Ray task."""
-    import torch
-
+def train_planned(plan: dict, data, train_cfg: TrainConfig) -> tuple[dict, dict]:
+    """Train one planned network; returns (state_dict, manifest row)."""
     from neon_ray import metrics
     from neon_ray.spec import build_mlp
     from neon_ray.train import fit
 
-    torch.set_num_threads(max(1, threads))
     spec = ArchSpec.from_dict(plan["spec"])
     model = build_mlp(spec, seed=plan["init_seed"])
     result = fit(model, (data.X_train, data.y_train), (data.X_val, data.y_val), train_cfg, seed=plan["init_seed"])
@@ -151,7 +148,15 @@ def train_planned(plan: dict, data, train_cfg: TrainConfig, threads: int) -> tup
     return {k: v.clone() for k, v in model.state_dict().items()}, row
 
 
-def _write_zoo_file(cfg: ZooConfig) -> None:
+def _train_in_task(plan: dict, data, train_cfg: TrainConfig, threads: int) -> tuple[dict, dict]:
+    """`train_planned` inside a Ray task, with torch using exactly the task's CPUs."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    return train_planned(plan, data, train_cfg)
+
+
+def write_zoo_file(cfg: ZooConfig) -> None:
     root = Path(cfg.out)
     path = root / ZOO_FILE
     identity = cfg.identity()
@@ -178,12 +183,15 @@ def write_manifest(root: Path, dataset: str) -> pd.DataFrame:
     return frame
 
 
-def build_zoo(cfg: ZooConfig, address: str | None = None, workers: int | None = None, progress: bool = True) -> pd.DataFrame:
+def build_zoo(
+    cfg: ZooConfig, address: str | None = None, workers: int | None = None, progress: bool = True, in_process: bool = False
+) -> pd.DataFrame:
     """Train every missing network of the zoo on Ray and return the full manifest.
 
     Datasets are loaded (and so validated) before anything is written, and Ray is started
     only when some network is missing. `workers` caps the training tasks in flight (default:
-    as many as the cluster's CPUs allow).
+    as many as the cluster's CPUs allow). `in_process=True` trains one network after another
+    in this process without Ray (small zoos in tests and benchmarks).
     """
     root = Path(cfg.out)
     work = []
@@ -193,17 +201,32 @@ def build_zoo(cfg: ZooConfig, address: str | None = None, workers: int | None = 
         missing = [p for p in plans if not network_exists(_stem(root, p["network_id"], name))]
         if missing:
             work.append((data, missing))
-    _write_zoo_file(cfg)
-    if work:
+    write_zoo_file(cfg)
+    if work and in_process:
+        _train_here(cfg, work, progress)
+    elif work:
         _train_missing(cfg, work, address, workers, progress)
     return pd.concat([write_manifest(root, name) for name in cfg.datasets], ignore_index=True)
+
+
+def _train_here(cfg: ZooConfig, work: list, progress: bool) -> None:
+    bar = Progress(sum(len(missing) for _, missing in work), "zoo build", enabled=progress)
+    for data, missing in work:
+        for plan in missing:
+            _save_trained(Path(cfg.out), cfg, plan, *train_planned(plan, data, cfg.train), bar)
+
+
+def _save_trained(root: Path, cfg: ZooConfig, plan: dict, state: dict, row: dict, bar: Progress) -> None:
+    model = _model_from_state(plan, state)
+    save_network(model, _stem(root, plan["network_id"], plan["dataset"]), meta={**row, "data_dir": cfg.identity()["data_dir"]})
+    bar.update(f"{row['network_id']} {row['arch']} val {row['val_acc']:.3f} test {row['test_acc']:.3f} ({row['train_seconds']:.1f}s)")
 
 
 def _train_missing(cfg: ZooConfig, work: list, address: str | None, workers: int | None, progress: bool) -> None:
     from neon_ray.raysession import cluster_cpus, ray_session
 
     with ray_session(address) as ray:
-        remote = ray.remote(train_planned).options(num_cpus=cfg.cpus_per_task)
+        remote = ray.remote(_train_in_task).options(num_cpus=cfg.cpus_per_task)
         limit = workers or max(1, int(cluster_cpus() // cfg.cpus_per_task))
         todo = []
         for data, missing in work:
@@ -226,10 +249,7 @@ def _run_tasks(ray, remote, todo, cfg: ZooConfig, root: Path, limit: int, progre
             pending[remote.remote(plan, data_ref, cfg.train, threads)] = plan
         done, _ = ray.wait(list(pending), num_returns=1)
         plan = pending.pop(done[0])
-        state, row = ray.get(done[0])
-        model = _model_from_state(plan, state)
-        save_network(model, _stem(root, plan["network_id"], plan["dataset"]), meta={**row, "data_dir": cfg.identity()["data_dir"]})
-        bar.update(f"{row['network_id']} {row['arch']} val {row['val_acc']:.3f} test {row['test_acc']:.3f} ({row['train_seconds']:.1f}s)")
+        _save_trained(root, cfg, plan, *ray.get(done[0]), bar)
 
 
 def _model_from_state(plan: dict, state: dict):

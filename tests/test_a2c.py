@@ -13,7 +13,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.evaluation.postprocessing import Postprocessing
 
-from neon_ray.agent.a2c import A2CConfig, a2c_loss
+from neon_ray.agent.a2c import A2C, A2CConfig, a2c_loss
 from neon_ray.agent.algos import load_policy, make_algo_config
 from neon_ray.errors import ConfigError
 from toy_env import N_ACTIONS, ToyPruningEnv, expected_return
@@ -135,6 +135,18 @@ def test_learner_loss_matches_torch_math_by_hand():
     targets = batch[Postprocessing.VALUE_TARGETS]
     per_step = -logp * (targets - values) + 0.5 * (values - targets) ** 2 - 0.01 * entropy
     assert loss.item() == pytest.approx(per_step[:3].mean().item(), rel=1e-5)
+
+
+def test_normalize_advantages_uses_rllibs_standardised_column():
+    config, learner = _learner(normalize_advantages=True, entropy_coeff=0.0, vf_loss_coeff=0.0)
+    module = learner.module[MID]
+    batch = _fixed_batch()
+    loss = learner.compute_loss_for_module(
+        module_id=MID, config=config, batch=batch, fwd_out=module.forward_train(batch))
+    with torch.no_grad():
+        logits = module.forward_train(batch)[Columns.ACTION_DIST_INPUTS]
+    logp = torch.log_softmax(logits, -1).gather(1, batch[Columns.ACTIONS][:, None]).squeeze(1)
+    assert loss.item() == pytest.approx((-logp[:3] * 9.0).mean().item(), rel=1e-5)
 
 
 def test_importance_ratio_is_irrelevant():
@@ -264,19 +276,29 @@ def test_each_train_call_is_one_optimizer_step(ray_session):
         algo.stop()
 
 
+def _log_policy_sampled(*, env_runner, metrics_logger, samples, **_):
+    # Episodes acted by the policy carry its log-probs; random warm-up actions do not.
+    by_policy = all(Columns.ACTION_LOGP in ep.extra_model_outputs for ep in samples)
+    metrics_logger.log_value("acted_by_policy", float(by_policy), window=1)
+
+
 @pytest.mark.ray
-def test_warmup_trains_the_critic_only(ray_session):
+def test_warmup_acts_randomly_and_trains_the_critic_only(ray_session):
     # 32-step batches of 4-step episodes: 8 episodes per iteration, 2 warm-up iterations.
-    algo = _config(warmup_episodes=16).build_algo()
+    algo = _config(warmup_episodes=16).callbacks(on_sample_end=_log_policy_sampled).build_algo()
     try:
         start, _ = _learner_state(algo)
         for _ in range(2):
-            assert algo.train()["warmup"] == 1.0
+            result = algo.train()
+            assert result["warmup"] == 1.0
+            assert result["env_runners"]["acted_by_policy"] == 0.0
         warm, _ = _learner_state(algo)
         changed = _changed(start, warm)
         assert changed == {n for n in start if not _is_actor(n)}
 
-        assert algo.train()["warmup"] == 0.0
+        result = algo.train()
+        assert result["warmup"] == 0.0
+        assert result["env_runners"]["acted_by_policy"] == 1.0
         after, _ = _learner_state(algo)
         assert any(_is_actor(n) for n in _changed(warm, after))
     finally:
@@ -337,6 +359,11 @@ def test_checkpoint_round_trip_gives_the_same_greedy_actions(ray_session, tmp_pa
 
     policy = load_policy(ckpt, seed=3)
     assert [policy(o) for o in observations] == expected
+    restored = A2C.from_checkpoint(ckpt)
+    try:
+        assert [int(np.argmax(_probs(restored.get_module(), o))) for o in observations] == expected
+    finally:
+        restored.stop()
     sampled = [policy(o, greedy=False) for o in observations]
     assert all(0 <= a < N_ACTIONS for a in sampled)
     again = load_policy(ckpt, seed=3)

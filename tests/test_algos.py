@@ -80,12 +80,14 @@ def test_load_policy_names_a_bad_checkpoint(tmp_path):
         load_policy(tmp_path)
 
 
-def _first_obs(algo, n: int) -> list[tuple[int, ...]]:
-    """Best-bucket sequences of the next n sampled episodes."""
-    return [
-        tuple(np.argmax(np.asarray(algo.env_runner.sample()[0].get_observations())[:, :N_ACTIONS], 1))
-        for _ in range(n)
-    ]
+def _episodes(algo, n: int, random_actions: bool) -> list[tuple[tuple[int, ...], ...]]:
+    """(best buckets, actions) of the next n episodes the local EnvRunner samples."""
+    out = []
+    for _ in range(n):
+        ep = algo.env_runner.sample(random_actions=random_actions)[0]
+        bests = np.argmax(np.asarray(ep.get_observations())[:, :N_ACTIONS], 1)
+        out.append((tuple(bests.tolist()), tuple(np.asarray(ep.get_actions()).tolist())))
+    return out
 
 
 @pytest.mark.ray
@@ -94,11 +96,12 @@ def test_seeded_sampling_varies_between_calls_and_reproduces(ray_session):
     for _ in range(2):
         algo = make_algo_config("a2c", ToyPruningEnv, seed=0).build_algo()
         try:
-            runs.append(_first_obs(algo, 4))
+            runs.append(_episodes(algo, 4, random_actions=True) + _episodes(algo, 4, False))
         finally:
             algo.stop()
-    assert len(set(runs[0])) == 4, runs[0]  # RLlib alone replays one episode here
-    assert runs[0] == runs[1]
+    observed = [bests for bests, _ in runs[0]]
+    assert len(set(observed)) == len(observed), observed  # RLlib alone replays one episode
+    assert runs[0] == runs[1]  # including the random (warm-up) actions
 
 
 @pytest.fixture

@@ -30,21 +30,17 @@ def _build_tiny_zoo(root) -> None:
     """A real zoo directory (zoo.json, manifests, networks) with chosen architectures, trained briefly."""
     cfg = zoo_mod.ZooConfig(out=str(root), datasets=tuple(LAYOUTS), networks=3, test_networks=1,
                             sampler=SamplerConfig(max_layers=3), train=TrainConfig(max_epochs=3, patience=2))
-    zoo_mod._write_zoo_file(cfg)
-    threads = torch.get_num_threads()
-    try:
-        for name, layouts in LAYOUTS.items():
-            data = zoo_mod.load_dataset(name, None, seed=cfg.seed, split=cfg.split)
-            plans = zoo_mod.plan_networks(name, data.n_features, data.n_classes, cfg)[: len(layouts)]
-            for plan, (hidden, pre) in zip(plans, layouts):
-                plan["spec"] = ArchSpec(data.n_features, data.n_classes, hidden, ("relu",) * len(hidden), pre).to_dict()
-                state, row = zoo_mod.train_planned(plan, data, cfg.train, threads=1)
-                model = build_mlp(ArchSpec.from_dict(plan["spec"]))
-                model.load_state_dict(state)
-                save_network(model, root / zoo_mod.dataset_slug(name) / "networks" / plan["network_id"], meta=row)
-            zoo_mod.write_manifest(root, name)
-    finally:
-        torch.set_num_threads(threads)
+    zoo_mod.write_zoo_file(cfg)
+    for name, layouts in LAYOUTS.items():
+        data = zoo_mod.load_dataset(name, None, seed=cfg.seed, split=cfg.split)
+        plans = zoo_mod.plan_networks(name, data.n_features, data.n_classes, cfg)[: len(layouts)]
+        for plan, (hidden, pre) in zip(plans, layouts):
+            plan["spec"] = ArchSpec(data.n_features, data.n_classes, hidden, ("relu",) * len(hidden), pre).to_dict()
+            state, row = zoo_mod.train_planned(plan, data, cfg.train)
+            model = build_mlp(ArchSpec.from_dict(plan["spec"]))
+            model.load_state_dict(state)
+            save_network(model, root / zoo_mod.dataset_slug(name) / "networks" / plan["network_id"], meta=row)
+        zoo_mod.write_manifest(root, name)
 
 
 @pytest.fixture(scope="module")

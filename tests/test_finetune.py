@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from neon_ray.compress import prune_layer
 from neon_ray.data import load_dataset

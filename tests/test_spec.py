@@ -77,3 +77,11 @@ def test_sampler_config_validates_probabilities():
         SamplerConfig(act_probs={"relu": 0.5})
     with pytest.raises(ConfigError):
         SamplerConfig(min_layers=3, max_layers=2)
+
+
+def test_without_layer_drops_the_pre_layer_folded_into_the_merge():
+    spec = ArchSpec(8, 3, (50, 40, 30), ("relu", "tanh", "sigmoid"), ("dropout", "batchnorm", "none"))
+    merged = spec.without_layer(0)  # blocks[1].pre (BN on width 50) folds into the merged Linear
+    assert merged.hidden == (40, 30) and merged.activations == ("tanh", "sigmoid") and merged.pre == ("dropout", "none")
+    last = spec.without_layer(2)  # the merged Linear becomes the head
+    assert last.hidden == (50, 40) and last.pre == ("dropout", "batchnorm")

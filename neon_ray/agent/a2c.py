@@ -137,6 +137,8 @@ class A2CConfig(PPOConfig):
       of the raw `target - V(s)`.
 
     PPO's `clip_param`, `vf_clip_param`, `kl_coeff` and `kl_target` are ignored.
+    Build configs through `neon_ray.agent.algos.make_algo_config`, which also installs an
+    EnvRunner that does not replay the same seeded episode at every sampling call.
     """
 
     def __init__(self, algo_class: type | None = None) -> None:
@@ -334,8 +336,9 @@ class A2C(PPO):
             )
 
     def _in_warmup(self) -> bool:
-        # Read from the algorithm's metrics (checkpointed with it), so a restored run
-        # does not repeat its warm-up.
+        # An iteration is warm-up if it starts with fewer episodes sampled than asked for
+        # (the last warm-up batch may overshoot). Read from the algorithm's metrics, which
+        # are checkpointed with it, so a restored run does not repeat its warm-up.
         done = self.metrics.peek((ENV_RUNNER_RESULTS, NUM_EPISODES_LIFETIME), default=0)
         return done < self.config.warmup_episodes
 

@@ -143,6 +143,9 @@ class SeedOnceEnvRunner(SingleAgentEnvRunner):
     reset with the runner's seed: each call then starts from the same RNG state and, with one
     env per runner, returns the same episode over and over. Later resets here continue the
     envs' own RNG streams, so runs stay reproducible and episodes differ.
+
+    It also seeds the action space, which RLlib's `random_actions` sampling (A2C's warm-up)
+    draws from and otherwise leaves unseeded.
     """
 
     def __init__(self, **kwargs) -> None:
@@ -154,6 +157,7 @@ class SeedOnceEnvRunner(SingleAgentEnvRunner):
             seed = None
         elif seed is not None:
             self._envs_seeded = True
+            self.env.action_space.seed(seed)
         return super()._try_env_reset(seed=seed, options=options)
 
 

@@ -16,9 +16,11 @@ Layout (all integers little-endian):
 - sparse: a pruned weight with float32 values: positions (see relindex.py) + values.
 - shared: a pruned, weight-shared weight: positions + codebook + one cluster index per survivor.
 
-Positions are `u8 coding, u32 nnz, u8 gap_bits, u32 n_gap_symbols, stream`; a stream is either
-fixed-width (`u32 length, packed fields`) or Huffman (`nibble code-length table, u32 length,
-payload`). Shared values are `u16 k, float32[k] codebook, stream of cluster indices`.
+Positions are `u32 nnz, u8 gap_bits, u32 n_gap_symbols, stream`. A stream is `u8 coding`
+then either fixed-width fields (`u32 length, packed`) or Huffman codes (`nibble code-length
+table, u32 length, payload`); with coding "huffman" each stream takes whichever is smaller
+(a Huffman table does not pay off for tiny streams). Shared values are `u16 k, float32[k]
+codebook, stream of cluster indices`.
 Everything is counted: the file size is the compressed size.
 
 Reading checks the magic, version, every length and CRC before decoding, then validates while
@@ -75,21 +77,33 @@ def build_model(desc: dict) -> nn.Module:
 
 # --- streams -------------------------------------------------------------------------------
 
+def _huffman_or_fixed(symbols: np.ndarray, alphabet: int, allow_huffman: bool) -> tuple[int, bytes]:
+    """(coding id, body) of the smaller encoding: Huffman's table does not pay off for tiny streams."""
+    packed = pack_fixed(symbols, width_for(alphabet))
+    fixed = struct.pack("<I", len(packed)) + packed
+    if not allow_huffman:
+        return 0, fixed
+    lengths = huffman.code_lengths(np.bincount(symbols, minlength=alphabet))
+    payload = huffman.encode(symbols, lengths)
+    coded = huffman.pack_lengths(lengths) + struct.pack("<I", len(payload)) + payload
+    return (1, coded) if len(coded) < len(fixed) else (0, fixed)
+
+
 def _write_stream(w: ByteWriter, symbols: np.ndarray, alphabet: int, coding: str) -> None:
-    if coding == "fixed":
-        w.blob(pack_fixed(symbols, width_for(alphabet)))
-    else:
-        lengths = huffman.code_lengths(np.bincount(symbols, minlength=alphabet))
-        w.raw(huffman.pack_lengths(lengths))
-        w.blob(huffman.encode(symbols, lengths))
+    coding_id, body = _huffman_or_fixed(np.asarray(symbols, dtype=np.int64), alphabet, coding == "huffman")
+    w.u8(coding_id)
+    w.raw(body)
 
 
-def _read_stream(r: ByteReader, count: int, alphabet: int, coding: str) -> np.ndarray:
-    if coding == "fixed":
+def _read_stream(r: ByteReader, count: int, alphabet: int) -> np.ndarray:
+    coding_id = r.u8()
+    if coding_id == 0:
         symbols = unpack_fixed(r.blob(), width_for(alphabet), count)
-    else:
+    elif coding_id == 1:
         lengths = huffman.unpack_lengths(r.take((alphabet + 1) // 2), alphabet)
         symbols = huffman.decode(r.blob(), lengths, count)
+    else:
+        raise CheckpointError(f"unknown stream coding {coding_id} (expected 0 fixed or 1 Huffman)")
     if symbols.size and symbols.max() >= alphabet:
         raise CheckpointError(f"stream symbol {int(symbols.max())} outside its alphabet of {alphabet}")
     return symbols
@@ -98,20 +112,18 @@ def _read_stream(r: ByteReader, count: int, alphabet: int, coding: str) -> np.nd
 def _write_positions(w: ByteWriter, positions: np.ndarray, coding: str) -> None:
     gap_bits = relindex.best_gap_bits(positions, coding)
     symbols = relindex.encode_gaps(positions, gap_bits)
-    w.u8(CODINGS.index(coding))
     w.u32(len(positions))
     w.u8(gap_bits)
     w.u32(len(symbols))
     _write_stream(w, symbols, 1 << gap_bits, coding)
 
 
-def _read_positions(r: ByteReader, numel: int) -> tuple[np.ndarray, str]:
-    coding_id, nnz, gap_bits, n_symbols = r.u8(), r.u32(), r.u8(), r.u32()
-    if coding_id >= len(CODINGS) or not 1 <= gap_bits <= relindex.MAX_GAP_BITS or nnz > numel:
-        raise CheckpointError(f"invalid position header (coding {coding_id}, nnz {nnz}, gap bits {gap_bits})")
-    coding = CODINGS[coding_id]
-    symbols = _read_stream(r, n_symbols, 1 << gap_bits, coding)
-    return relindex.decode_gaps(symbols, gap_bits, nnz, numel), coding
+def _read_positions(r: ByteReader, numel: int) -> np.ndarray:
+    nnz, gap_bits, n_symbols = r.u32(), r.u8(), r.u32()
+    if not 1 <= gap_bits <= relindex.MAX_GAP_BITS or nnz > numel:
+        raise CheckpointError(f"invalid position header (nnz {nnz} of {numel}, gap bits {gap_bits})")
+    symbols = _read_stream(r, n_symbols, 1 << gap_bits)
+    return relindex.decode_gaps(symbols, gap_bits, nnz, numel)
 
 
 # --- sections ------------------------------------------------------------------------------
@@ -141,7 +153,7 @@ def _encode_shared(sw: SharedWeights, coding: str) -> bytes:
 def _decode_weight(kind: str, body: bytes, shape: tuple[int, ...], where: str) -> torch.Tensor:
     numel = math.prod(shape)
     r = ByteReader(body, where)
-    positions, coding = _read_positions(r, numel)
+    positions = _read_positions(r, numel)
     flat = np.zeros(numel, dtype=np.float32)
     if kind == "sparse":
         flat[positions] = r.float32(len(positions))
@@ -151,7 +163,7 @@ def _decode_weight(kind: str, body: bytes, shape: tuple[int, ...], where: str) -
         if len(positions):
             if k == 0:
                 raise CheckpointError(f"{where}: {len(positions)} weights but an empty codebook")
-            flat[positions] = codebook[_read_stream(r, len(positions), k, coding)]
+            flat[positions] = codebook[_read_stream(r, len(positions), k)]
     r.expect_end()
     return torch.from_numpy(flat).reshape(shape)
 
@@ -253,6 +265,20 @@ def read_header(path: str | Path) -> dict:
     return _parse_header(path.read_bytes(), str(path))[0]
 
 
+def _model_for(header: dict, where: str) -> nn.Module:
+    """The described architecture, checked to have exactly the header's tensors and shapes."""
+    try:
+        model = build_model(header["model"])
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: header describes no buildable model ({exc})") from exc
+    expected = {k: list(v.shape) for k, v in model.state_dict().items()}
+    found = {e["name"]: e["shape"] for e in header["tensors"]}
+    if found != expected or len(found) != len(header["tensors"]):
+        wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+        raise CheckpointError(f"{where}: tensors do not match the described model (first mismatch: {wrong[:1] or 'duplicates'})")
+    return model
+
+
 def decode(data: bytes, where: str = "<bytes>") -> nn.Module:
     """The model a file's bytes describe, in eval mode."""
     header, offset = _parse_header(data, where)
@@ -260,6 +286,9 @@ def decode(data: bytes, where: str = "<bytes>") -> nn.Module:
     if total != len(data):
         state = "truncated" if total > len(data) else "has trailing bytes"
         raise CheckpointError(f"{where}: {state} (sections need {total} bytes in all, file has {len(data)})")
+    # Shapes are checked against the architecture before any section is decoded, so a bad
+    # header cannot make the decoder allocate arbitrary amounts of memory.
+    model = _model_for(header, where)
     state = {}
     for e in header["tensors"]:
         body = data[offset : offset + e["nbytes"]]
@@ -276,11 +305,9 @@ def decode(data: bytes, where: str = "<bytes>") -> nn.Module:
             except CheckpointError as exc:
                 raise CheckpointError(exc.args[0] if exc.args[0].startswith(at) else f"{at}: {exc}") from exc
     try:
-        model = build_model(header["model"])
         model.load_state_dict(state, strict=True)
-    except (ConfigError, KeyError, TypeError, ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{where}: tensors do not rebuild the described model ({first})") from exc
+    except RuntimeError as exc:
+        raise CheckpointError(f"{where}: tensors do not fit the described model ({str(exc).strip().splitlines()[0]})") from exc
     model.eval()
     return model
 

@@ -142,10 +142,11 @@ def _describe(row: dict) -> str:
 def format_table(rows: list[dict], extra: dict[str, list[str]] | None = None) -> str:
     """A markdown table of the stage rows; `extra` adds columns (header -> one cell per row)."""
     extra = extra or {}
-    head = ["stage", "params", "nonzeros", "bytes", "KB", "compression", "test error", *extra]
+    head = ["stage", "params", "nonzeros", "params/nonzeros", "bytes", "KB", "compression", "test error", *extra]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, r in enumerate(rows):
-        cells = [r["stage"], f"{r['params']:,}", f"{r['nonzeros']:,}", f"{r['bytes']:,}", f"{r['bytes'] / 1000:.1f}",
+        cells = [r["stage"], f"{r['params']:,}", f"{r['nonzeros']:,}", f"x{r['params'] / max(r['nonzeros'], 1):.1f}",
+                 f"{r['bytes']:,}", f"{r['bytes'] / 1000:.1f}",
                  f"x{r['compression']:.1f}", f"{r['test_error']:.2%}", *(col[i] for col in extra.values())]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -59,10 +59,10 @@ def gap_counts(positions: np.ndarray, gap_bits: int) -> np.ndarray:
 
 
 def stream_bytes(counts: np.ndarray, bits: int, coding: str) -> int:
-    """Stored size of a symbol stream with these counts: fixed `bits`-bit fields, or Huffman table + payload."""
-    if coding == "huffman":
-        return huffman.coded_bytes(counts)
-    return (int(counts.sum()) * bits + 7) // 8
+    """Stored size of a symbol stream with these counts: fixed `bits`-bit fields, or with coding
+    "huffman" the smaller of that and a Huffman table + payload (what fileformat writes)."""
+    fixed = (int(counts.sum()) * bits + 7) // 8
+    return min(fixed, huffman.coded_bytes(counts)) if coding == "huffman" else fixed
 
 
 def best_gap_bits(positions: np.ndarray, coding: str) -> int:

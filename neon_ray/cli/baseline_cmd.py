@@ -1,0 +1,62 @@
+"""`neon-ray baseline`: random, uniform or magnitude pruning of zoo networks, one Parquet row per network."""
+from __future__ import annotations
+
+import argparse
+
+from neon_ray.cli.common import add_address, csv_list, float_list
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "baseline",
+        help="prune zoo networks with a baseline (random agent, uniform keep-rate, global magnitude) on Ray",
+        description=(
+            "Run a baseline on the same networks, splits and counting as the agent and write one result row per "
+            "network (Parquet, the common schema). Re-running the same baseline replaces its own rows."
+        ),
+    )
+    p.add_argument("--zoo", required=True, help="zoo directory")
+    p.add_argument("--method", required=True, choices=["random", "uniform", "magnitude"], help="which baseline")
+    p.add_argument("--rate", type=float, default=None,
+                   help="uniform: keep-rate of every layer (default 0.5); magnitude: fraction of weights removed (default 0.5)")
+    p.add_argument("--datasets", type=csv_list, default=None, help="comma-separated datasets (default: all of the zoo)")
+    p.add_argument("--role", choices=["train", "test", "all"], default="all", help="which networks (default all)")
+    p.add_argument("--tolerance", type=float, default=None, help="tolerance (pp) recorded with the rows, for the within-tolerance share")
+    p.add_argument("--loops", type=int, default=None, help="random only: passes over the hidden layers (default 4)")
+    p.add_argument("--keep-rates", type=float_list, default=None, help="random only: the action set (default 1.0,0.9,0.8,0.7,0.6)")
+    p.add_argument("--finetune-epochs", type=int, default=None, help="fine-tuning epochs at most after each step (default: the env's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random actions and fine-tuning (default 0)")
+    p.add_argument("--no-timing", action="store_true", help="skip latency measurements (faster, reproducible rows)")
+    p.add_argument("--results", required=True, help="results directory (Hive-partitioned Parquet)")
+    p.add_argument("--run-id", default=None, help="run ID of the rows (default: from method, rate/loops and seed)")
+    add_address(p)
+    p.set_defaults(func=_baseline)
+
+
+def env_config_from_args(args: argparse.Namespace) -> dict:
+    """The env settings the flags change; everything else keeps PruningEnv's defaults."""
+    from neon_ray.errors import ConfigError
+
+    env: dict = {}
+    if args.keep_rates is not None:
+        if args.method != "random":
+            raise ConfigError(f"--keep-rates is the random agent's action set; {args.method} takes --rate")
+        env["keep_rates"] = tuple(args.keep_rates)
+    if args.finetune_epochs is not None:
+        env["finetune"] = {"max_epochs": args.finetune_epochs}
+    return env
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    from neon_ray.baselines import run_baseline
+    from neon_ray.episodes import RunOptions
+    from neon_ray.results import format_table, summarise
+
+    frame = run_baseline(
+        args.zoo, args.method, args.rate, args.datasets, args.role, args.results,
+        tolerance=args.tolerance, loops=args.loops, seed=args.seed, env_config=env_config_from_args(args),
+        run_id=args.run_id, options=RunOptions(timing=not args.no_timing), address=args.address,
+    )
+    print(format_table(summarise(frame, by="dataset", tolerance=args.tolerance)))
+    print(f"{len(frame)} rows written to {args.results} (run {frame['run_id'].iloc[0]})")
+    return 0
