@@ -1,8 +1,9 @@
 """Prune zoo networks and report them: the one path the agent and every baseline share.
 
-    pruner = EpisodePruner("random", "loops=4 seed=0", env_config={"loops": 4}, chooser=RandomChooser(0))
-    row = run_episode(zoo, "phoneme__s0__n001", pruner)                       # one network, no Ray
-    frame = run_networks(zoo, pruner, ids, results="res", run_id="random__l4")  # many, on Ray
+    pruner = EpisodePruner("random", "loops=4", env_config={"loops": 4}, chooser=RandomChooser(0))
+    rows = run_episode(zoo, "phoneme__s0__n001", pruner)                  # one network, no Ray
+    networks = zoo_networks(zoo, ["phoneme"], role="all")                 # manifest rows
+    frame = run_networks(zoo, pruner, networks, run_id="random__loops4", results="res")  # on Ray
 
 A *pruner* turns (original network, dataset) into a pruned network. `EpisodePruner` runs one
 `PruningEnv` episode restricted to that single network, with an action *chooser* (obs ->
@@ -194,15 +195,15 @@ class EpisodePruner:
 
     def prune(self, model, dataset, network: dict) -> Pruned:
         nid = network["network_id"]
-        n_actions = len(self.env_config.get("keep_rates", _default_keep_rates())) + int(bool(self.env_config.get("remove_layer_action")))
-        choose = self.chooser(nid, n_actions)
+        choose = self.chooser(nid, n_actions(self.env_config))
         return prune_episode(model, dataset, nid, self.env_config, choose, network_seed(self.seed, nid))
 
 
-def _default_keep_rates() -> tuple[float, ...]:
+def n_actions(env_config: dict) -> int:
+    """Size of the env's action space for these settings (keep-rates, plus remove-layer if on)."""
     from neon_ray.env import DEFAULT_KEEP_RATES
 
-    return DEFAULT_KEEP_RATES
+    return len(env_config.get("keep_rates", DEFAULT_KEEP_RATES)) + int(bool(env_config.get("remove_layer_action")))
 
 
 class Pruner(Protocol):
@@ -348,7 +349,7 @@ def _network_task(pruner: Pruner, network: dict, model, dataset, run_id: str, op
     return evaluate_network(pruner, network, model, dataset, run_id, options)
 
 
-def select_networks(zoo, datasets: list[str] | None, role: str) -> pd.DataFrame:
+def zoo_networks(zoo, datasets: list[str] | None, role: str) -> pd.DataFrame:
     """Manifest rows of `datasets` (None: all) with `role` ('train', 'test' or 'all'), dataset by dataset."""
     zoo = _open(zoo)
     if role not in ("train", "test", "all"):
@@ -382,7 +383,7 @@ def run_networks(
     progress: bool = True,
     max_in_flight: int | None = None,
 ) -> pd.DataFrame:
-    """Prune every network of `networks` (manifest rows, e.g. from `select_networks`) in parallel on Ray.
+    """Prune every network of `networks` (manifest rows, e.g. from `zoo_networks`) in parallel on Ray.
 
     Rows are written to `results` one dataset at a time, as soon as that dataset's last
     network is done; pruned networks are saved as they finish. Returns every row.

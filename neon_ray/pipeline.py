@@ -37,7 +37,7 @@ class PipelineConfig:
     """Hidden widths of the zoo's random architectures."""
     max_layers: int = 3
     """Most hidden layers of the zoo's networks."""
-    zoo_epochs: int = 30
+    zoo_epochs: int = 100
     """Base-network training epochs at most (early stopping on val)."""
     seed: int = 0
     """Seed of everything (splits, architectures, agent, baselines)."""
@@ -49,7 +49,7 @@ class PipelineConfig:
     """Tolerance (pp) the held-out networks are pruned under."""
     loops: int = 4
     """Passes over the hidden layers per episode."""
-    episodes: int = 48
+    episodes: int = 150
     """Agent training episodes."""
     runners: int = 1
     """RLlib EnvRunners (Ray actors running pruning rollouts in parallel)."""
@@ -59,6 +59,8 @@ class PipelineConfig:
     """Baselines run on the same held-out networks."""
     uniform_rate: float = 0.7
     """Keep-rate of the uniform baseline."""
+    magnitude_rate: float = 0.8
+    """Fraction of weights the magnitude baseline removes."""
 
     def __post_init__(self) -> None:
         missing = set(self.holdout) - set(self.datasets)
@@ -93,3 +95,90 @@ def load_spec(path: str | Path, **overrides) -> PipelineConfig:
     if "out" not in doc:
         raise ConfigError(f"{path}: no output directory (give --out)")
     return PipelineConfig(**doc)
+
+
+def zoo_config(cfg: PipelineConfig):
+    from neon_ray.spec import SamplerConfig
+    from neon_ray.train import TrainConfig
+    from neon_ray.zoo import ZooConfig
+
+    return ZooConfig(
+        out=str(cfg.root / "zoo"),
+        datasets=cfg.datasets,
+        data_dir=cfg.data_dir,
+        networks=cfg.networks,
+        test_networks=cfg.test_networks,
+        seed=cfg.seed,
+        sampler=SamplerConfig(max_layers=cfg.max_layers, widths=cfg.widths),
+        train=TrainConfig(max_epochs=cfg.zoo_epochs),
+    )
+
+
+def agent_config(cfg: PipelineConfig):
+    from neon_ray.agent.training import AgentTrainConfig
+    from neon_ray.finetune import FinetuneConfig
+
+    return AgentTrainConfig(
+        zoo=str(cfg.root / "zoo"),
+        out=str(cfg.root / "agent"),
+        holdout=cfg.holdout,
+        algo=cfg.algo,
+        tolerance=tuple(cfg.train_tolerance),
+        loops=cfg.loops,
+        episodes=cfg.episodes,
+        num_env_runners=cfg.runners,
+        finetune=FinetuneConfig(max_epochs=cfg.finetune_epochs, patience=1, max_train_rows=2048, max_val_rows=2048),
+        seed=cfg.seed,
+    )
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    root: Path
+    results: Path
+    report: Path
+    summary: "object"
+
+
+def run_pipeline(cfg: PipelineConfig, address: str | None = None, progress: bool = True) -> PipelineResult:
+    """Build the zoo, train the agent, prune the held-out networks, run the baselines, summarise.
+
+    Re-running with the same `out` reuses the finished zoo, continues the agent from its last
+    checkpoint (nothing to do once it reached `episodes`), and replaces its own result rows.
+    """
+    from neon_ray.agent.apply import agent_env_config, apply_agent
+    from neon_ray.agent.training import train_agent
+    from neon_ray.baselines import run_baseline
+    from neon_ray.raysession import ray_session
+    from neon_ray.report import write_report
+    from neon_ray.results import format_table, read_results, summarise
+    from neon_ray.zoo import build_zoo
+
+    root, results = cfg.root, cfg.root / "results"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pipeline.json").write_text(json.dumps(asdict(cfg), indent=1))
+    agent = agent_config(cfg)
+    with ray_session(address):
+        _stage(progress, f"1/4 zoo: {cfg.networks} networks x {len(cfg.datasets)} datasets -> {root / 'zoo'}")
+        build_zoo(zoo_config(cfg), progress=progress)
+        _stage(progress, f"2/4 agent: {cfg.algo} on every dataset but {', '.join(cfg.holdout)}, {cfg.episodes} episodes")
+        train_agent(agent, resume=(root / "agent" / "config.json").is_file(), progress=progress)
+        _stage(progress, f"3/4 prune: the agent on every network of {', '.join(cfg.holdout)} at tolerance {cfg.tolerance:g} pp")
+        apply_agent(agent.out, tolerance=cfg.tolerance, results=results, seed=cfg.seed, progress=progress)
+        _stage(progress, f"4/4 baselines on the same networks: {', '.join(cfg.baselines)}")
+        env = agent_env_config(replace(agent, tolerance=cfg.tolerance))
+        for method in cfg.baselines:
+            rate = {"uniform": cfg.uniform_rate, "magnitude": cfg.magnitude_rate}.get(method)
+            loops = cfg.loops if method == "random" else None  # the random agent plays the agent's episode
+            run_baseline(agent.zoo, method, rate, datasets=list(cfg.holdout), role="all", results=str(results),
+                         tolerance=cfg.tolerance, loops=loops, seed=cfg.seed, env_config=env, progress=progress)
+    summary = summarise(read_results(results), tolerance=cfg.tolerance)
+    report = write_report(results, root / "report", tolerance=cfg.tolerance)
+    print(format_table(summary))
+    print(f"\nresults (Parquet): {results}\nreport: {report}\nagent: {root / 'agent'}  zoo: {root / 'zoo'}")
+    return PipelineResult(root, results, report, summary)
+
+
+def _stage(progress: bool, message: str) -> None:
+    if progress:
+        print(f"== {message}", flush=True)

@@ -61,6 +61,9 @@ RESULT_SCHEMA = pa.schema(
 )
 RESULT_COLUMNS = RESULT_SCHEMA.names
 PARTITIONS = ("method", "dataset")
+# Partition values live in the folder names only, so any Hive-aware reader (pandas, pyarrow,
+# Spark, DuckDB) sees each column once.
+FILE_SCHEMA = pa.schema([f for f in RESULT_SCHEMA if f.name not in PARTITIONS])
 
 
 def result_row(
@@ -127,9 +130,9 @@ def _to_table(frame: pd.DataFrame) -> pa.Table:
     missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
     if missing:
         raise NeonRayError(f"result rows lack columns {missing}")
-    frame = frame[RESULT_COLUMNS].copy()
+    frame = frame[FILE_SCHEMA.names].copy()
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
-    return pa.Table.from_pandas(frame, schema=RESULT_SCHEMA, preserve_index=False)
+    return pa.Table.from_pandas(frame, schema=FILE_SCHEMA, preserve_index=False)
 
 
 def write_results(rows: list[dict] | pd.DataFrame, root: str | Path) -> list[Path]:
@@ -146,7 +149,7 @@ def write_results(rows: list[dict] | pd.DataFrame, root: str | Path) -> list[Pat
         final = folder / f"{_safe_name(str(run_id))}.parquet"
         tmp = folder / f".{final.stem}.{uuid.uuid4().hex}.tmp"
         try:
-            pq.write_table(_to_table(part.drop(columns=[], errors="ignore")), tmp)
+            pq.write_table(_to_table(part), tmp)
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
@@ -165,7 +168,7 @@ def read_results(root: str | Path) -> pd.DataFrame:
     part = pads.partitioning(pa.schema([("method", pa.string()), ("dataset", pa.string())]), flavor="hive")
     table = pads.dataset(str(root), format="parquet", partitioning=part).to_table()
     frame = table.to_pandas()
-    return frame[[c for c in RESULT_COLUMNS if c in frame.columns]]
+    return frame[RESULT_COLUMNS]
 
 
 def _geomean(values: pd.Series) -> float:

@@ -33,7 +33,7 @@ def test_global_masks_remove_exactly_the_smallest_weights():
     model = build_mlp(ArchSpec(7, 3, (13, 5), ("relu", "tanh"), ("batchnorm", "none")), seed=0)
     weights = prunable_weights(model)
     total = sum(w.numel() for w in weights.values())
-    masks = global_magnitude_masks(model, 0.37)
+    masks = global_magnitude_masks(model, 0.37, max_layer_rate=None)
 
     assert set(masks) == {"blocks.0.linear.weight", "blocks.1.linear.weight", "head.weight"}
     removed = torch.cat([weights[n].detach().abs()[~m] for n, m in masks.items()])
@@ -41,6 +41,22 @@ def test_global_masks_remove_exactly_the_smallest_weights():
     assert len(removed) == round(0.37 * total)
     assert removed.max() <= kept.min()  # global: one threshold across layers
     assert len({float((~m).float().mean()) for m in masks.values()}) > 1  # so layers lose different shares
+
+
+def test_no_layer_is_emptied_under_the_cap_and_the_count_stays_exact():
+    # regression: a wide layer's small head weights all fell under the global threshold
+    model = build_mlp(ArchSpec(8, 2, (200,), ("relu",), ("none",)), seed=0)
+    with torch.no_grad():
+        model.head.weight.mul_(1e-3)
+    n_head, total = model.head.weight.numel(), 8 * 200 + 2 * 200
+
+    assert not global_magnitude_masks(model, 0.5, max_layer_rate=None)["head.weight"].any()  # pure global empties it
+    masks = global_magnitude_masks(model, 0.5, max_layer_rate=0.9)
+    assert int((~masks["head.weight"]).sum()) == int(0.9 * n_head)  # the cap binds, exactly
+    assert sum(int((~m).sum()) for m in masks.values()) == round(0.5 * total)  # the rest goes elsewhere
+    odd = build_mlp(ArchSpec(7, 3, (13,), ("relu",), ("none",)), seed=0)  # 91 + 39 weights
+    with pytest.raises(ConfigError, match="cannot remove 117 weights"):
+        global_magnitude_masks(odd, 0.9, max_layer_rate=0.9)  # floor(0.9 * n) per layer: 81 + 35 < 117
 
 
 def test_global_masks_count_is_exact_with_ties():
@@ -121,6 +137,8 @@ def test_baseline_mistakes_are_config_errors():
         make_pruner("uniform", 1.5)
     with pytest.raises(ConfigError, match=r"fraction of weights removed, in \[0, 1\); got 1.0"):
         make_pruner("magnitude", 1.0)
+    with pytest.raises(ConfigError, match=r"--max-layer-rate .* must be in \[rate, 1\] = \[0.97, 1\], got 0.95"):
+        make_pruner("magnitude", 0.97)
     with pytest.raises(ConfigError, match="takes no --loops"):
         make_pruner("uniform", 0.5, loops=4)
     with pytest.raises(ConfigError, match="unknown baseline 'lookahead'"):

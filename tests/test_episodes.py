@@ -10,7 +10,7 @@ import torch
 from neon_ray.checkpoint import load_network
 from neon_ray.episodes import (
     EpisodePruner, FixedChooser, RandomChooser, RunOptions, check_env_config, prune_episode,
-    run_episode, run_networks, select_networks,
+    run_episode, run_networks, zoo_networks,
 )
 from neon_ray.errors import ConfigError
 from neon_ray.results import read_results
@@ -37,7 +37,7 @@ def _uniform(rate: float) -> EpisodePruner:
 
 
 def test_uniform_half_on_ray_gives_one_row_per_network_and_halves_widths(zoo, tmp_path):
-    networks = select_networks(zoo, None, "all")
+    networks = zoo_networks(zoo, None, "all")
     frame = run_networks(zoo, _uniform(0.5), networks, run_id="u50", results=tmp_path / "res",
                          options=RunOptions(timing=False, save_dir=str(tmp_path / "nets")), progress=False)
 
@@ -107,6 +107,6 @@ def test_env_config_mistakes_fail_before_any_work(zoo):
     with pytest.raises(ConfigError, match="unknown key"):
         EpisodePruner("random", "x", {"loop": 4}, RandomChooser())
     with pytest.raises(ConfigError, match="role must be"):
-        select_networks(zoo, None, "holdout")
+        zoo_networks(zoo, None, "holdout")
     with pytest.raises(ConfigError, match=r"\['nope'\] are not in the zoo"):
-        select_networks(zoo, ["nope"], "all")
+        zoo_networks(zoo, ["nope"], "all")

@@ -80,3 +80,11 @@ def test_summary_tolerance_for_baselines():
     frame = pd.DataFrame(rows("r", "uniform", "a", 2, dacc=-0.02, tolerance=None))
     assert math.isnan(summarise(frame).iloc[0]["within_tol"])
     assert summarise(frame, tolerance=5.0).iloc[0]["within_tol"] == 1.0
+
+
+def test_plain_pandas_reads_the_results_directory(tmp_path):
+    write_results(rows("r1", "neon", "sklearn:wine", 2) + rows("r1", "uniform", "phoneme", 3), tmp_path)
+    frame = pd.read_parquet(tmp_path)
+    assert len(frame) == 5
+    assert sorted(frame["dataset"].astype(str).unique()) == ["phoneme", "sklearn:wine"]
+    assert frame.groupby(frame["method"].astype(str))["network_id"].count().to_dict() == {"neon": 2, "uniform": 3}

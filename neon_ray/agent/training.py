@@ -62,7 +62,8 @@ PROGRESS_COLUMNS = ("iteration", "episodes_total", "episodes", "env_steps", "ret
                     "reduction_geomean", "acc_change_pp_mean", "warmup", "seconds", "time_total_s")
 
 
-def _small_finetune() -> FinetuneConfig:
+def default_finetune() -> FinetuneConfig:
+    """The agent's per-step fine-tuning budget: small, because every training episode pays it."""
     return FinetuneConfig(max_epochs=3, patience=1, max_train_rows=2048, max_val_rows=2048)
 
 
@@ -94,7 +95,7 @@ class AgentTrainConfig:
     """Reward name (see neon_ray.rewards)."""
     reward_params: dict | None = None
     """Reward parameters; None: for neon/neon2020 a scale mapping the largest |reward| to 1, else {}."""
-    finetune: FinetuneConfig = field(default_factory=_small_finetune)
+    finetune: FinetuneConfig = field(default_factory=default_finetune)
     """Fine-tuning after each pruning step (a small budget by default: 3 epochs, 2048 rows)."""
     importance: str = "l2"
     """Neuron importance when pruning: 'l2', 'l1' or 'activation'."""
@@ -170,8 +171,7 @@ class AgentTrainConfig:
         episodes = self.episodes if self.episodes is not None else 10 * n + warmup
         batch = self.train_batch_size
         if batch is None:
-            depth = _mean_depth(manifest, selection.train_ids)
-            batch = max(1, int(round(BATCH_EPISODES * self.loops * depth)))
+            batch = max(1, int(round(BATCH_EPISODES * mean_episode_steps(manifest, selection.train_ids, self.loops))))
         return replace(self, warmup_episodes=warmup, episodes=episodes, train_batch_size=batch,
                        reward_params=self.resolved_reward_params())
 
@@ -229,11 +229,12 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def _mean_depth(manifest: pd.DataFrame, network_ids: Sequence[str]) -> float:
+def mean_episode_steps(manifest: pd.DataFrame, network_ids: Sequence[str], loops: int) -> float:
+    """Mean episode length (loops x hidden layers) over these networks of a zoo manifest."""
     rows = manifest[manifest["network_id"].isin(list(network_ids))]
     if "depth" not in rows.columns or rows.empty:
         raise ConfigError("zoo manifest has no 'depth' column for the training networks; give train_batch_size explicitly")
-    return float(rows["depth"].mean())
+    return loops * float(rows["depth"].mean())
 
 
 # ---------------------------------------------------------------------------- RLlib pieces

@@ -19,6 +19,8 @@ def register(sub) -> None:
     p.add_argument("--method", required=True, choices=["random", "uniform", "magnitude"], help="which baseline")
     p.add_argument("--rate", type=float, default=None,
                    help="uniform: keep-rate of every layer (default 0.5); magnitude: fraction of weights removed (default 0.5)")
+    p.add_argument("--max-layer-rate", type=float, default=None,
+                   help="magnitude: most of one layer's weights that may go (default 0.95; 1 allows emptying a layer)")
     p.add_argument("--datasets", type=csv_list, default=None, help="comma-separated datasets (default: all of the zoo)")
     p.add_argument("--role", choices=["train", "test", "all"], default="all", help="which networks (default all)")
     p.add_argument("--tolerance", type=float, default=None, help="tolerance (pp) recorded with the rows, for the within-tolerance share")
@@ -48,14 +50,18 @@ def env_config_from_args(args: argparse.Namespace) -> dict:
 
 
 def _baseline(args: argparse.Namespace) -> int:
-    from neon_ray.baselines import run_baseline
+    from neon_ray.baselines import DEFAULT_MAX_LAYER_RATE, run_baseline
+    from neon_ray.errors import ConfigError
     from neon_ray.episodes import RunOptions
     from neon_ray.results import format_table, summarise
 
+    if args.max_layer_rate is not None and args.method != "magnitude":
+        raise ConfigError(f"--max-layer-rate is a magnitude pruning option; {args.method} does not take it")
+    cap = DEFAULT_MAX_LAYER_RATE if args.max_layer_rate is None else args.max_layer_rate
     frame = run_baseline(
         args.zoo, args.method, args.rate, args.datasets, args.role, args.results,
         tolerance=args.tolerance, loops=args.loops, seed=args.seed, env_config=env_config_from_args(args),
-        run_id=args.run_id, options=RunOptions(timing=not args.no_timing), address=args.address,
+        max_layer_rate=cap, run_id=args.run_id, options=RunOptions(timing=not args.no_timing), address=args.address,
     )
     print(format_table(summarise(frame, by="dataset", tolerance=args.tolerance)))
     print(f"{len(frame)} rows written to {args.results} (run {frame['run_id'].iloc[0]})")

@@ -1,0 +1,160 @@
+"""Applying a trained agent to networks: one network in-process, or a zoo in parallel on Ray.
+
+    pruned = prune_one(policy, model, dataset, agent_env_config(cfg, tolerance=5))   # no Ray
+    frame = apply_agent("runs/agent", tolerance=5, results="runs/results")           # on Ray
+
+The agent prunes with exactly the episode it was trained in (keep-rates, loops, remove-layer
+action, reward, fine-tuning, importance from RUN/config.json), at ONE fixed tolerance: a run
+trained on a tolerance range must be told which tolerance to prune for.
+
+Which networks, by default (method.md §8): protocol B (the run has held-out datasets) prunes
+every network of the held-out datasets; protocol A prunes the test-role networks of the run's
+datasets. `datasets` / `role` override that.
+
+On Ray every task loads the policy itself from the run's latest checkpoint directory (once per
+worker process); the policy needs no cluster, only the path, so on a multi-node cluster RUN must
+be on a filesystem the nodes share. Actions are greedy (the most likely keep-rate) unless
+`greedy=False`, which samples them with a per-network seed.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pandas as pd
+
+from neon_ray.episodes import (
+    Chooser, EpisodePruner, Pruned, RunOptions, n_actions, network_seed, prune_episode, run_networks, slug, zoo_networks,
+)
+from neon_ray.errors import ConfigError
+
+# env_config keys the episode runner sets per network (see episodes.check_env_config)
+_PER_NETWORK_KEYS = ("zoo", "networks", "datasets")
+
+
+def agent_env_config(cfg, tolerance: float | None = None) -> dict:
+    """The env settings an agent was trained with (an AgentTrainConfig), at one fixed tolerance.
+
+    `tolerance` None keeps the run's own tolerance when it is a single number.
+    """
+    env = {k: v for k, v in cfg.env_config(()).items() if k not in _PER_NETWORK_KEYS}
+    if tolerance is None:
+        if isinstance(cfg.tolerance, (tuple, list)):
+            lo, hi = cfg.tolerance
+            raise ConfigError(f"the agent was trained on tolerances {lo:g} to {hi:g} pp: give the tolerance to prune for "
+                              f"(--tolerance A)")
+        tolerance = cfg.tolerance
+    if not isinstance(tolerance, (int, float)) or tolerance < 0:
+        raise ConfigError(f"tolerance must be a number >= 0 (pp), got {tolerance!r}")
+    return {**env, "tolerance": float(tolerance)}
+
+
+def policy_chooser(policy, env_actions: int, greedy: bool = True, seed: int = 0, network_id: str = "network",
+                   where: str = "policy") -> Chooser:
+    """obs -> action from a LoadedPolicy; sampled actions are seeded per network."""
+    from neon_ray.agent.algos import LoadedPolicy
+
+    n_policy = policy.module.action_space.n
+    if n_policy != env_actions:
+        raise ConfigError(f"{where}: the policy has {n_policy} actions but the env has {env_actions} "
+                          "(its keep_rates / remove_layer differ from the ones the agent was trained with)")
+    if not greedy:
+        policy = LoadedPolicy(policy.module, seed=network_seed(seed, network_id))
+    return lambda obs: policy(obs, greedy=greedy)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_policy(checkpoint: str):
+    # Ray reuses worker processes across tasks: load each checkpoint once per process
+    from neon_ray.agent.algos import load_policy
+
+    return load_policy(checkpoint)
+
+
+class PolicyChooser:
+    """Builds a network's chooser inside its Ray task from a checkpoint directory (picklable)."""
+
+    def __init__(self, checkpoint: str | Path, greedy: bool = True, seed: int = 0):
+        self.checkpoint = str(Path(checkpoint).resolve())
+        self.greedy, self.seed = greedy, seed
+
+    def __call__(self, network_id: str, env_actions: int) -> Chooser:
+        return policy_chooser(_cached_policy(self.checkpoint), env_actions, self.greedy, self.seed, network_id, self.checkpoint)
+
+
+def prune_one(policy, model, dataset, env_config: dict, *, greedy: bool = True, seed: int = 0,
+              network_id: str = "network") -> Pruned:
+    """Prune one network with a loaded policy in this process (no Ray, no zoo).
+
+    `env_config` must describe the episode the agent was trained in: use
+    `agent_env_config(cfg, tolerance)`. `model` is left unchanged; the result holds the pruned
+    network, the keep-rates chosen and the seconds taken.
+    """
+    choose = policy_chooser(policy, n_actions(env_config), greedy, seed, network_id)
+    return prune_episode(model, dataset, network_id, env_config, choose, network_seed(seed, network_id))
+
+
+def agent_pruner(run_dir: str | Path, tolerance: float | None = None, greedy: bool = True, seed: int = 0):
+    """(EpisodePruner for the run's latest checkpoint, the run's AgentTrainConfig).
+
+    Loads the policy once here, so a bad run directory fails before any task starts.
+    """
+    from neon_ray.agent.training import RunDir, load_agent
+
+    _policy, cfg = load_agent(run_dir)
+    checkpoint = RunDir(Path(run_dir)).latest_checkpoint()
+    env = agent_env_config(cfg, tolerance)
+    label = f"a={env['tolerance']:g} loops={cfg.loops}" + ("" if greedy else f" sample seed={seed}")
+    extra = {"agent": str(Path(run_dir).resolve()), "checkpoint": checkpoint.name, "greedy": greedy, "algo": cfg.algo}
+    pruner = EpisodePruner(f"neon-{cfg.algo}", label, env, PolicyChooser(checkpoint, greedy, seed),
+                           tolerance=env["tolerance"], seed=seed, config=extra)
+    return pruner, cfg
+
+
+def default_networks(zoo, cfg, datasets: list[str] | None = None, role: str | None = None) -> pd.DataFrame:
+    """The networks to prune: the protocol's reporting networks unless `datasets` / `role` say otherwise."""
+    from neon_ray.agent.protocols import select_networks
+
+    if datasets is None and role is None:
+        ids = select_networks(zoo, cfg.datasets, cfg.holdout).eval_ids
+        manifest = zoo.manifest()
+        return manifest[manifest["network_id"].isin(ids)].sort_values(["dataset", "network_id"]).reset_index(drop=True)
+    if role is None:
+        role = "all" if cfg.holdout else "test"
+    if datasets is None:
+        datasets = list(cfg.holdout) if cfg.holdout else (list(cfg.datasets) if cfg.datasets else None)
+    return zoo_networks(zoo, datasets, role)
+
+
+def default_run_id(pruner: EpisodePruner, run_dir: str | Path) -> str:
+    """`{method}__{run name}__{label}`: applying the same agent the same way again replaces its rows."""
+    return f"{pruner.method}__{slug(Path(run_dir).resolve().name)}__{slug(pruner.label)}"
+
+
+def apply_agent(
+    run_dir: str | Path,
+    *,
+    zoo=None,
+    datasets: list[str] | None = None,
+    role: str | None = None,
+    tolerance: float | None = None,
+    greedy: bool = True,
+    seed: int = 0,
+    results: str | Path | None = None,
+    run_id: str | None = None,
+    options: RunOptions = RunOptions(),
+    address: str | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Prune the selected networks of `zoo` (default: the run's zoo) with the trained agent on Ray.
+
+    Writes rows (method 'neon-a2c' / 'neon-ppo', the common schema) to `results` dataset by
+    dataset and returns them; `options` saves pruned networks and adds Deep Compression.
+    """
+    from neon_ray.zoo import open_zoo
+
+    pruner, cfg = agent_pruner(run_dir, tolerance, greedy, seed)
+    zoo = open_zoo(zoo if zoo is not None else cfg.zoo)
+    networks = default_networks(zoo, cfg, datasets, role)
+    return run_networks(zoo, pruner, networks, run_id=run_id or default_run_id(pruner, run_dir), results=results,
+                        options=options, address=address, progress=progress)

@@ -1,0 +1,52 @@
+"""`neon-ray prune`: apply a trained agent to zoo networks in parallel on Ray, one Parquet row per network."""
+from __future__ import annotations
+
+import argparse
+
+from neon_ray.cli.common import add_address, csv_list
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "prune",
+        help="prune zoo networks with a trained agent (greedy policy by default), on Ray",
+        description=(
+            "Apply the agent of a training run to networks it has not trained on and write one result row per "
+            "network. Default networks: protocol B (the run held datasets out) every network of the held-out "
+            "datasets; protocol A the test networks of the run's datasets. Prints the summary table at the end."
+        ),
+    )
+    p.add_argument("--agent", required=True, help="training run directory (RUN with config.json and checkpoints/)")
+    p.add_argument("--zoo", default=None, help="zoo directory (default: the one the agent trained on)")
+    p.add_argument("--datasets", type=csv_list, default=None, help="comma-separated datasets (default: see above)")
+    p.add_argument("--role", choices=["test", "all"], default=None, help="which networks of those datasets (default: see above)")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="allowed accuracy drop in pp to prune for (required when the agent trained on a range)")
+    p.add_argument("--sample", action="store_true", help="sample actions from the policy instead of taking the most likely one")
+    p.add_argument("--seed", type=int, default=0, help="seed of sampled actions and fine-tuning (default 0)")
+    p.add_argument("--results", required=True, help="results directory (Hive-partitioned Parquet)")
+    p.add_argument("--save-networks", default=None, metavar="DIR", help="save pruned networks as DIR/{dataset}/{network_id}.json|.pt")
+    p.add_argument("--compress", action="store_true",
+                   help="also apply Deep Compression to each pruned network (an extra '<method>+dc' row; .nrdc files with --save-networks)")
+    p.add_argument("--no-timing", action="store_true", help="skip latency measurements (faster, reproducible rows)")
+    p.add_argument("--run-id", default=None, help="run ID of the rows (default: from method, run name and tolerance)")
+    add_address(p)
+    p.set_defaults(func=_prune)
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from neon_ray.agent.apply import apply_agent
+    from neon_ray.episodes import RunOptions
+    from neon_ray.results import format_table, summarise
+
+    options = RunOptions(timing=not args.no_timing, compress=args.compress, save_dir=args.save_networks)
+    frame = apply_agent(
+        args.agent, zoo=args.zoo, datasets=args.datasets, role=args.role, tolerance=args.tolerance,
+        greedy=not args.sample, seed=args.seed, results=args.results, run_id=args.run_id, options=options,
+        address=args.address,
+    )
+    print(format_table(summarise(frame)))
+    print(f"{len(frame)} rows written to {args.results} (run {frame['run_id'].iloc[0]})")
+    if args.save_networks:
+        print(f"pruned networks saved under {args.save_networks}")
+    return 0

@@ -1,0 +1,98 @@
+"""Applying a (briefly trained, real) agent: one network in-process, and a zoo on Ray via `neon-ray prune`."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from neon_ray.agent.apply import agent_env_config, apply_agent, prune_one
+from neon_ray.agent.training import AgentTrainConfig, load_agent, train_agent
+from neon_ray.checkpoint import load_network
+from neon_ray.cli import prune_cmd
+from neon_ray.episodes import RunOptions
+from neon_ray.errors import ConfigError
+from neon_ray.finetune import FinetuneConfig
+from neon_ray.results import read_results
+from neon_ray.spec import SamplerConfig
+from neon_ray.train import TrainConfig
+from neon_ray.zoo import ZooConfig, build_zoo, open_zoo
+
+pytestmark = pytest.mark.ray
+WINE, BC = "sklearn:wine", "sklearn:breast_cancer"
+KEEP = (1.0, 0.8, 0.6, 0.4)
+
+
+@pytest.fixture(scope="module")
+def zoo(ray_session, tmp_path_factory):
+    cfg = ZooConfig(out=str(tmp_path_factory.mktemp("zoo")), datasets=(WINE, BC), networks=3, test_networks=1,
+                    sampler=SamplerConfig(max_layers=2, widths=(16, 32)), train=TrainConfig(max_epochs=5))
+    build_zoo(cfg, progress=False)
+    return open_zoo(cfg.out)
+
+
+@pytest.fixture(scope="module")
+def run_dir(zoo, tmp_path_factory):
+    """A real protocol-B run (wine held out) after one short A2C update: an untrained-ish policy is enough here."""
+    out = tmp_path_factory.mktemp("agent")
+    cfg = AgentTrainConfig(zoo=str(zoo.root), out=str(out), holdout=(WINE,), keep_rates=KEEP, loops=2,
+                           tolerance=(1.0, 50.0), episodes=1, warmup_episodes=0, train_batch_size=1,
+                           finetune=FinetuneConfig(max_epochs=1, patience=1))
+    train_agent(cfg, progress=False)
+    return out
+
+
+def test_prune_one_follows_the_policy_without_ray_and_leaves_the_input(zoo, run_dir):
+    policy, cfg = load_agent(run_dir)
+    nid = zoo.network_ids(dataset=WINE)[0]
+    model, _ = zoo.load(nid)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    data = zoo.dataset(WINE)
+    env = agent_env_config(cfg, tolerance=5)
+    greedy = [prune_one(policy, model, data, env, network_id=nid) for _ in range(2)]
+    sampled = [prune_one(policy, model, data, env, greedy=False, seed=s, network_id=nid) for s in (7, 7)]
+
+    assert env["keep_rates"] == list(KEEP) and env["loops"] == 2 and env["tolerance"] == 5.0
+    assert greedy[0].actions == greedy[1].actions and len(greedy[0].actions) == 2 * model.spec.depth
+    assert set(greedy[0].actions) <= set(KEEP)
+    assert sampled[0].actions == sampled[1].actions and set(sampled[0].actions) <= set(KEEP)
+    assert greedy[0].model.spec.depth == model.spec.depth
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_tolerance_range_needs_an_explicit_tolerance(run_dir):
+    _, cfg = load_agent(run_dir)
+    with pytest.raises(ConfigError, match="trained on tolerances 1 to 50 pp: give the tolerance"):
+        agent_env_config(cfg)
+
+
+def test_prune_command_prunes_the_holdout_on_ray_and_saves_networks(zoo, run_dir, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    prune_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(["prune", "--agent", str(run_dir), "--tolerance", "5", "--results", str(tmp_path / "res"),
+                              "--save-networks", str(tmp_path / "nets"), "--no-timing"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "neon-a2c" in out and "mean_x" in out  # the summary table
+
+    frame = read_results(tmp_path / "res")
+    assert sorted(frame["network_id"]) == sorted(zoo.network_ids(dataset=WINE))  # protocol B: all held-out networks
+    assert set(frame["method"]) == {"neon-a2c"} and set(frame["tolerance"]) == {5.0}
+    assert (frame["params_after"] <= frame["params_before"]).all() and set(frame["loops"]) == {2}
+    for row in frame.itertuples():
+        pruned, meta = load_network(tmp_path / "nets" / "sklearn_wine" / row.network_id)
+        assert pruned.spec.describe() == row.arch_after and meta["method"] == "neon-a2c"
+        assert set(json.loads(row.actions)) <= set(KEEP)
+    assert json.loads(frame["config"].iloc[0])["greedy"] is True
+
+
+def test_apply_with_a_role_override_and_a_mismatched_action_set(zoo, run_dir):
+    frame = apply_agent(run_dir, datasets=[BC], role="test", tolerance=1, progress=False,
+                        options=RunOptions(timing=False))
+    assert list(frame["network_id"]) == zoo.network_ids(dataset=BC, role="test")
+
+    policy, cfg = load_agent(run_dir)
+    nid = zoo.network_ids(dataset=WINE)[0]
+    with pytest.raises(ConfigError, match="policy has 4 actions but the env has 5"):
+        prune_one(policy, zoo.load(nid)[0], zoo.dataset(WINE), {"keep_rates": (1.0, 0.9, 0.8, 0.7, 0.6)})
