@@ -25,17 +25,18 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from neon_ray.checkpoint import load_network, load_state_dict, network_exists, save_network
 from neon_ray.deepcomp import DeepCompConfig, RetrainConfig, compress_model, format_table
 from neon_ray.deepcomp.lenet import build_lenet5, lenet_300_100_spec
 from neon_ray.idx import load_mnist
 from neon_ray.spec import build_mlp
-from neon_ray.train import TrainConfig, evaluate, fit
+from neon_ray.train import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,9 +49,9 @@ PAPER = {
 # Tuned on seed 0: ~92% of LeNet-300-100's weights pruned, 6-bit fc indices as in the paper.
 CONFIGS = {
     "lenet300": DeepCompConfig(
-        q_schedule=(0.5, 1.0, 1.4, 1.7, 1.9),
+        q_schedule=(0.5, 1.0, 1.4, 1.8, 2.1, 2.4),
         prune_retrain=RetrainConfig(epochs=6, lr=5e-4, l2=1e-5, patience=2),
-        share_retrain=RetrainConfig(epochs=4, lr=1e-4, patience=2),
+        share_retrain=RetrainConfig(epochs=3, lr=2e-5, patience=1),
         fc_bits=6,
     ),
     "lenet5": DeepCompConfig(
@@ -62,8 +63,30 @@ CONFIGS = {
     ),
 }
 
-# Two learning-rate phases of early-stopped Adam: cheap and reaches the paper's baseline range.
-DENSE_PHASES = (TrainConfig(max_epochs=30, batch_size=128, lr=1e-3, patience=4), TrainConfig(max_epochs=10, batch_size=128, lr=1e-4, patience=3))
+
+@dataclass(frozen=True)
+class DenseConfig:
+    """Training of the dense network before compression: SGD with Nesterov momentum, cosine decay.
+
+    Han et al. trained in Caffe with momentum SGD and weight decay; early-stopped Adam
+    (`train.fit`) stops around 1.9-2.0% test error on LeNet-300-100, this recipe around 1.7%.
+    """
+
+    epochs: int = 20
+    """Passes over the training rows (fixed: the learning rate decays to zero at the end)."""
+    batch_size: int = 128
+    """Mini-batch size."""
+    lr: float = 0.05
+    """Peak learning rate."""
+    momentum: float = 0.9
+    """Nesterov momentum."""
+    weight_decay: float = 5e-4
+    """L2 penalty."""
+    max_train_rows: int | None = None
+    """Use at most this many training rows per epoch (for --quick)."""
+
+
+DENSE = {"lenet300": DenseConfig(), "lenet5": DenseConfig(epochs=12)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -79,8 +102,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def quick(cfg, rows: int = 3000):
     """The same stages on a few thousand rows and one epoch each."""
-    if isinstance(cfg, TrainConfig):
-        return replace(cfg, max_epochs=1, max_train_rows=rows)
+    if isinstance(cfg, DenseConfig):
+        return replace(cfg, epochs=1, max_train_rows=rows)
     return replace(
         cfg,
         q_schedule=cfg.q_schedule[::2],
@@ -89,14 +112,31 @@ def quick(cfg, rows: int = 3000):
     )
 
 
-def train_dense(model, data, phases, seed: int) -> None:
-    for i, phase in enumerate(phases):
-        r = fit(model, (data.X_train, data.y_train), (data.X_val, data.y_val), phase, seed + i)
-        _, acc = evaluate(model, data.X_test, data.y_test)
-        print(f"  dense training lr={phase.lr:g}: {r.epochs} epochs (best {r.best_epoch}), {r.seconds:.0f}s, test error {1 - acc:.2%}", flush=True)
+def train_dense(model: nn.Module, data, cfg: DenseConfig, seed: int) -> None:
+    start = time.perf_counter()
+    X, y = data.X_train, data.y_train
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+    rows = min(len(X), cfg.max_train_rows or len(X))
+    steps = cfg.epochs * -(-rows // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = torch.randperm(len(X), generator=gen)[:rows]
+        for i in range(0, rows, cfg.batch_size):
+            idx = order[i : i + cfg.batch_size]
+            loss = nn.functional.cross_entropy(model(X[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        if epoch % 5 == 0 or epoch == cfg.epochs:
+            _, val_acc = evaluate(model, data.X_val, data.y_val)
+            print(f"  dense epoch {epoch}/{cfg.epochs}: val error {1 - val_acc:.2%} ({time.perf_counter() - start:.0f}s)", flush=True)
+    model.eval()
 
 
-def dense_model(name: str, data, args, phases):
+def dense_model(name: str, data, args, dense: DenseConfig):
     """The trained dense network, loaded from --out when a previous run saved it."""
     stem = args.out / f"{name}_dense{'_quick' if args.quick else ''}"
     if name == "lenet300":
@@ -104,7 +144,7 @@ def dense_model(name: str, data, args, phases):
             print(f"  reusing {stem}.json")
             return load_network(stem)[0]
         model = build_mlp(lenet_300_100_spec(), seed=args.seed)
-        train_dense(model, data, phases, args.seed)
+        train_dense(model, data, dense, args.seed)
         save_network(model, stem, {"dataset": "mnist", "seed": args.seed})
         return model
     model = build_lenet5(seed=args.seed)
@@ -113,7 +153,7 @@ def dense_model(name: str, data, args, phases):
         print(f"  reusing {pt}")
         model.load_state_dict(load_state_dict(pt))
         return model.eval()
-    train_dense(model, data, phases, args.seed)
+    train_dense(model, data, dense, args.seed)
     pt.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), pt)
     return model
@@ -121,13 +161,12 @@ def dense_model(name: str, data, args, phases):
 
 def reproduce(name: str, data, args) -> dict:
     print(f"== {name} ==", flush=True)
-    cfg = CONFIGS[name]
-    phases = DENSE_PHASES
+    cfg, dense = CONFIGS[name], DENSE[name]
     if args.quick:
-        cfg, phases = quick(cfg), tuple(quick(p) for p in phases)
+        cfg, dense = quick(cfg), quick(dense)
     cfg = replace(cfg, seed=args.seed)
     start = time.perf_counter()
-    model = dense_model(name, data, args, phases)
+    model = dense_model(name, data, args, dense)
     trained = time.perf_counter()
     _, rows = compress_model(model, data, cfg, args.out / f"{name}.nrdc", log=lambda m: print("  " + m, flush=True))
     done = time.perf_counter()

@@ -120,13 +120,29 @@ class ArchSpec:
         return cls.from_dict(json.loads(text))
 
 
+class MaskDropout(nn.Dropout):
+    """Inverted dropout with its mask drawn as `rand_like(x) >= p`.
+
+    The same distribution as nn.Dropout, but torch's CPU `bernoulli_` kernel costs more than
+    the matmul of a 128 x 720 -> 400 layer (bench step profile: 1.15 ms against 0.41 ms for
+    this mask), and fine-tuning with dropout is the inner loop of every pruning step.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.p == 1.0:
+            return torch.zeros_like(x)
+        return x * (torch.rand_like(x) >= self.p) * (1.0 / (1.0 - self.p))
+
+
 class HiddenBlock(nn.Module):
     def __init__(self, width_in: int, width_out: int, pre: str, act: str, dropout_p: float):
         super().__init__()
         if pre == "batchnorm":
             self.pre = nn.BatchNorm1d(width_in)
         elif pre == "dropout":
-            self.pre = nn.Dropout(dropout_p)
+            self.pre = MaskDropout(dropout_p)
         else:
             self.pre = nn.Identity()
         self.linear = nn.Linear(width_in, width_out)

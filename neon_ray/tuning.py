@@ -14,6 +14,7 @@ process), so Tune runs floor(cluster CPUs / cpus_per_trial) trials at once: two 
 machine. Each trial directory holds Tune's params.json, result.json, progress.csv, TensorBoard
 event files and a final checkpoint; the per-iteration means of `training.PruningMetricsCallback`
 appear there as `neon/return_mean`, `neon/reduction_mean`, `neon/acc_change_pp_mean`.
+On a multi-node cluster `out` (and the zoo) must be on a filesystem every node shares.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from neon_ray.agent.algos import trial_cpus
 from neon_ray.agent.training import AgentTrainConfig, algo_config
 from neon_ray.errors import ConfigError, NeonRayError
 from neon_ray.rewards import get_reward
@@ -167,7 +169,7 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, progress: bool = Tru
     stop = ({"training_iteration": cfg.iterations} if cfg.iterations
             else {"env_runners/num_episodes_lifetime": first.episodes})
     with ray_session(address):
-        concurrent = cfg.concurrent or max(1, int(cluster_cpus() // _trial_cpus(config)))
+        concurrent = cfg.concurrent or max(1, int(cluster_cpus() // trial_cpus(config)))
         if progress:
             print(f"sweep {cfg.name}: {len(trials)} trials ({len(cfg.tolerances)} tolerances x {len(cfg.rewards)} rewards), "
                   f"{concurrent} at once, {len(selection.train_ids)} training networks (protocol {selection.protocol}); "
@@ -192,12 +194,6 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, progress: bool = Tru
         print(f"summary written to {path}")
         print(f"TensorBoard: tensorboard --logdir {cfg.experiment_dir}")
     return SweepResult(table, cfg.experiment_dir, path)
-
-
-def _trial_cpus(config) -> float:
-    from neon_ray.agent.algos import trial_cpus
-
-    return trial_cpus(config)
 
 
 def trial_label(env_config: dict) -> str:

@@ -108,9 +108,7 @@ def test_baseline_command_writes_one_row_per_network_and_rerun_replaces(zoo, tmp
     assert _cli(argv) == 0
     assert "uniform" in capsys.readouterr().out
 
-    # partitioning=None: results.py also stores method/dataset inside the files, and pyarrow's
-    # Hive discovery refuses the duplicate (string vs dictionary) columns
-    frame = pd.read_parquet(res, partitioning=None)
+    frame = pd.read_parquet(res)  # method and dataset come back from the Hive partition folders
     assert sorted(frame["network_id"]) == sorted(zoo.manifest()["network_id"])  # one to one
     for col in ("method", "dataset", "network_id", "params_before", "params_after", "test_acc_before", "test_acc_after",
                 "latency_before_ms", "latency_after_ms", "arch_before", "arch_after"):
@@ -122,7 +120,7 @@ def test_baseline_command_writes_one_row_per_network_and_rerun_replaces(zoo, tmp
     assert _cli(argv) == 0
     run_baseline(zoo.root, "magnitude", 0.5, ["sklearn:wine"], "test", res, env_config={"finetune": FAST_FT},
                  options=RunOptions(timing=False), progress=False)
-    frame = pd.read_parquet(res, partitioning=None)
+    frame = pd.read_parquet(res)
     uniform = frame[frame["method"] == "uniform"].set_index("network_id")
     assert len(uniform) == len(zoo.manifest()) and uniform.index.is_unique
     assert (uniform["created_at"] > first_created.loc[uniform.index]).all()

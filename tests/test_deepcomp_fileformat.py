@@ -55,7 +55,7 @@ def test_pruned_float_weights_round_trip_sparse(tmp_path):
     prune_step(model, None, 1.2)
     path = tmp_path / "pruned.nrdc"
     fileformat.write(path, model, None, "fixed")
-    kinds = {e["name"]: e["kind"] for e in fileformat.read_header(path)["tensors"]}
+    kinds = {row["name"]: row["kind"] for row in fileformat.inspect(path)}
     assert kinds["blocks.0.linear.weight"] == "sparse" and kinds["blocks.0.linear.bias"] == "raw"
     assert_same(model, fileformat.read(path), torch.randn(50, 12))
 
@@ -114,18 +114,19 @@ def test_corrupt_sections_with_valid_crcs_never_crash(tmp_path):
     header = json.loads(data[14:start])
     offset, failures = start, 0
     for entry in header["tensors"]:
-        for i in range(entry["nbytes"]):
-            section = bytearray(data[offset : offset + entry["nbytes"]])
+        nbytes, crc = entry[1], entry[2]
+        for i in range(nbytes):
+            section = bytearray(data[offset : offset + nbytes])
             section[i] ^= 0xFF
-            entry_crc, entry["crc"] = entry["crc"], zlib.crc32(section)
+            entry[2] = zlib.crc32(section)
             h = json.dumps(header, separators=(",", ":")).encode()
-            rebuilt = struct.pack("<4sHII", b"NRDC", 1, len(h), zlib.crc32(h)) + h + data[start:offset] + bytes(section) + data[offset + entry["nbytes"] :]
-            entry["crc"] = entry_crc
+            rebuilt = struct.pack("<4sHII", b"NRDC", 1, len(h), zlib.crc32(h)) + h + data[start:offset] + bytes(section) + data[offset + nbytes :]
             try:
                 fileformat.decode(rebuilt, "f")
             except CheckpointError:
                 failures += 1
-        offset += entry["nbytes"]
+        entry[2] = crc
+        offset += nbytes
     assert failures > 0
 
 
@@ -160,13 +161,32 @@ def test_fully_pruned_layer_round_trips():
     assert np.isfinite(decoded.blocks[0].linear.weight.detach().numpy()).all()
 
 
+def forge_spec(data: bytes, **changes) -> bytes:
+    """The same sections under a header whose architecture spec was edited (CRC made valid)."""
+    _, _, header_len, _ = struct.unpack_from("<4sHII", data)
+    header = json.loads(data[14 : 14 + header_len])
+    header["model"]["spec"].update(changes)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<4sHII", b"NRDC", 1, len(h), zlib.crc32(h)) + h + data[14 + header_len :]
+
+
 def test_header_that_disagrees_with_the_architecture_is_refused():
     model, shared = shared_mlp()
     data = fileformat.encode(model, shared)
-    _, _, header_len, _ = struct.unpack_from("<4sHII", data)
-    header = json.loads(data[14 : 14 + header_len])
-    header["model"]["spec"]["hidden"] = [25, 16]  # the stored tensors are for width 24
-    h = json.dumps(header, separators=(",", ":")).encode()
-    forged = struct.pack("<4sHII", b"NRDC", 1, len(h), zlib.crc32(h)) + h + data[14 + header_len :]
-    with pytest.raises(CheckpointError, match="do not match the described model"):
-        fileformat.decode(forged, "forged")
+    with pytest.raises(CheckpointError, match="has 8 tensors, the file stores 11"):
+        fileformat.decode(forge_spec(data, hidden=[24, 16, 8], activations=["relu"] * 3, pre=["none"] * 3), "forged")
+    with pytest.raises(CheckpointError, match="do not hold a torch.float32 tensor of shape \\[25\\]"):
+        fileformat.decode(forge_spec(data, hidden=[25, 16]), "forged")
+    with pytest.raises(CheckpointError, match="no buildable model"):
+        fileformat.decode(forge_spec(data, activations=["gelu", "tanh"]), "forged")
+
+
+def test_inspect_lists_every_tensor(tmp_path):
+    model, shared = shared_mlp()
+    path = tmp_path / "net.nrdc"
+    size = fileformat.write(path, model, shared)
+    rows = fileformat.inspect(path)
+    assert [r["name"] for r in rows] == list(model.state_dict())
+    assert {r["kind"] for r in rows} == {"raw", "shared"}
+    assert rows[0] == {"name": "blocks.0.pre.weight", "shape": [12], "kind": "raw", "nbytes": 48}
+    assert sum(r["nbytes"] for r in rows) < size

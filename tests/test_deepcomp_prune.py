@@ -34,6 +34,8 @@ def test_threshold_golden_around_the_cut():
     assert threshold_mask(w, 0.0).all()
     with pytest.raises(ConfigError, match="q must be >= 0"):
         threshold_mask(w, -1.0)
+    with pytest.raises(ConfigError, match="optimizer"):
+        RetrainConfig(optimizer="rmsprop")
 
 
 def test_masks_only_shrink_across_steps():
@@ -67,12 +69,14 @@ def toy_data(n=512, seed=0):
     return X, y
 
 
-def test_pruned_weights_stay_exactly_zero_through_retraining_with_l2():
+@pytest.mark.parametrize("optimizer, lr", [("adam", 1e-2), ("sgd", 5e-2)])
+def test_pruned_weights_stay_exactly_zero_through_retraining_with_l2(optimizer, lr):
     model = build_mlp(ArchSpec(12, 3, (32, 16), ("relu", "relu"), ("batchnorm", "dropout")), seed=0)
     X, y = toy_data()
     masks = prune_step(model, None, 0.8)
     before = {n: w.detach().clone() for n, w in prunable_weights(model).items()}
-    result = retrain_masked(model, masks, (X, y), (X, y), RetrainConfig(epochs=4, lr=1e-2, l2=1e-3, batch_size=32, patience=4))
+    cfg = RetrainConfig(epochs=4, lr=lr, l2=1e-3, batch_size=32, patience=4, optimizer=optimizer)
+    result = retrain_masked(model, masks, (X, y), (X, y), cfg)
     assert result.best_epoch > 0  # it trained and kept a better state than the start
     for name, w in prunable_weights(model).items():
         assert torch.all(w[~masks[name]] == 0), name

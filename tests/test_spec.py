@@ -85,3 +85,16 @@ def test_without_layer_drops_the_pre_layer_folded_into_the_merge():
     assert merged.hidden == (40, 30) and merged.activations == ("tanh", "sigmoid") and merged.pre == ("dropout", "none")
     last = spec.without_layer(2)  # the merged Linear becomes the head
     assert last.hidden == (50, 40) and last.pre == ("dropout", "batchnorm")
+
+
+def test_mask_dropout_matches_dropout_in_distribution_and_eval():
+    from neon_ray.spec import MaskDropout
+
+    drop = MaskDropout(0.5)
+    x = torch.ones(200, 500)
+    y = drop(x)
+    assert set(torch.unique(y).tolist()) == {0.0, 2.0}
+    assert abs((y == 0).float().mean().item() - 0.5) < 0.01
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    assert isinstance(drop, torch.nn.Dropout)

@@ -1,8 +1,10 @@
 """Agent training on a tiny real zoo: it learns, it checkpoints and resumes, runners split the datasets."""
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,7 @@ from neon_ray.agent.training import (
     runner_cpus,
     train_agent,
 )
+from neon_ray.cli import train_cmd
 from neon_ray.errors import ConfigError
 from neon_ray.finetune import FinetuneConfig
 from neon_ray.spec import SamplerConfig
@@ -69,7 +72,7 @@ def test_config_round_trips_through_json():
     cfg = AgentTrainConfig(zoo="runs/../runs/zoo", out="r", holdout=("b",), tolerance=(1.0, 50.0), keep_rates=(1.0, 0.5),
                            reward="composite", reward_params={"w_params": 2.0}, finetune=TINY_FINETUNE, hidden=(8,))
     back = AgentTrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
-    assert back == replace(cfg, zoo="runs/zoo")
+    assert back == replace(cfg, zoo=str(Path("runs/zoo").resolve()))
     assert back.identity() == cfg.identity() and "episodes" not in cfg.identity()
 
 
@@ -168,21 +171,35 @@ def test_mismatched_or_missing_runs_are_refused(zoo, short_run, tmp_path):
         train_agent(cfg, progress=False)
     with pytest.raises(ConfigError, match="holds no training run"):
         train_agent(replace(cfg, out=str(tmp_path / "none")), resume=True, progress=False)
+    with pytest.raises(ConfigError, match=r"other settings \(finetune.max_epochs: saved 1, now 2; loops: saved 4, now 1\)"):
+        _cli("--out", cfg.out, "--resume", "--loops", "1", "--finetune-epochs", "2")
+    with pytest.raises(ConfigError, match="--zoo is required to start a run"):
+        _cli("--out", str(tmp_path / "new"))
+
+
+def _cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    train_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(["train", *argv])
+    return args.func(args)
 
 
 @pytest.mark.ray
-def test_resume_continues_iterations_and_episode_count(zoo, short_run, capsys):
+def test_cli_resume_continues_iterations_and_episode_count(zoo, short_run, capsys):
     cfg, first = short_run
-    # fewer runners is a resumable change; the episode target grows
-    more = train_agent(replace(cfg, episodes=first.episodes + 6, num_env_runners=0), resume=True)
+    # only --out is needed: the settings come from RUN/config.json; fewer runners and more episodes may change
+    assert _cli("--out", cfg.out, "--resume", "--episodes", str(first.episodes + 6), "--runners", "0") == 0
     out = capsys.readouterr().out
     assert f"resuming at iteration {first.iterations}, episode {first.episodes}" in out
-    h = more.history
-    assert list(h["iteration"]) == list(range(1, more.iterations + 1)) and more.iterations > first.iterations
+    assert " iter  episodes    return reduction   acc pp" in out and "checkpoint: " in out
+    run = RunDir(cfg.out)
+    latest, h = run.latest(), pd.read_csv(run.progress_path)
+    assert list(h["iteration"]) == list(range(1, latest["iteration"] + 1)) and latest["iteration"] > first.iterations
     resumed = h[h["iteration"] > first.iterations]
     assert resumed["episodes_total"].iloc[0] == first.episodes + resumed["episodes"].iloc[0]
-    assert more.episodes >= first.episodes + 6 and h["episodes_total"].is_monotonic_increasing
-    assert json.loads(RunDir(more.run_dir).config_path.read_text())["config"]["episodes"] == first.episodes + 6
+    assert latest["episodes"] == h["episodes_total"].iloc[-1] >= first.episodes + 6
+    assert h["episodes_total"].is_monotonic_increasing
+    assert run.read_config().episodes == first.episodes + 6 and run.read_config().num_env_runners == 0
 
 
 @pytest.mark.ray

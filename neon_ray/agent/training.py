@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -198,7 +197,8 @@ class AgentTrainConfig:
     def to_dict(self) -> dict:
         """JSON-ready dict (tuples become lists)."""
         d = asdict(self)
-        d["zoo"] = os.path.normpath(self.zoo)
+        # absolute, so a run resumes or loads from any working directory
+        d["zoo"] = str(Path(self.zoo).resolve())
         return json.loads(json.dumps(d))
 
     @classmethod
@@ -330,7 +330,10 @@ class RunDir:
     """Paths and atomic writes of a training run directory."""
 
     root: Path
-    """The run directory."""
+    """The run directory (a str is converted)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
 
     @property
     def config_path(self) -> Path:
@@ -448,9 +451,15 @@ def prepare_run(run: RunDir, cfg: AgentTrainConfig, selection: Selection, resume
     return None
 
 
-def _differences(saved: dict, new: dict) -> list[str]:
-    keys = sorted(set(saved) | set(new))
-    return [f"{k}: saved {saved.get(k)!r}, now {new.get(k)!r}" for k in keys if saved.get(k) != new.get(k)]
+def _differences(saved: dict, new: dict, prefix: str = "") -> list[str]:
+    diff = []
+    for key in sorted(set(saved) | set(new)):
+        a, b = saved.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict) and key != "reward_params":
+            diff += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diff.append(f"{prefix}{key}: saved {a!r}, now {b!r}")
+    return diff
 
 
 # ---------------------------------------------------------------------------- training loop
@@ -488,7 +497,7 @@ def train_agent(cfg: AgentTrainConfig, address: str | None = None, resume: bool 
     zoo = open_zoo(cfg.zoo)
     selection = select_networks(zoo, cfg.datasets, cfg.holdout)
     resolved = cfg.resolve(selection, zoo.manifest())
-    run = RunDir(Path(cfg.out))
+    run = RunDir(cfg.out)
     pointer = prepare_run(run, resolved, selection, resume)
     start_iteration = int(pointer["iteration"]) if pointer else 0
     with ray_session(address):
@@ -594,6 +603,6 @@ def _print_row(row: dict) -> None:
 
 def load_agent(run_dir: str | Path, *, seed: int | None = None) -> tuple[LoadedPolicy, AgentTrainConfig]:
     """The latest checkpoint's policy and the run's configuration; needs no Ray cluster."""
-    run = RunDir(Path(run_dir))
+    run = RunDir(run_dir)
     cfg = run.read_config()
     return load_policy(run.latest_checkpoint(), seed=seed), cfg

@@ -11,12 +11,20 @@ CPU budget: EnvRunners run torch single-threaded, and the driver (main process +
 reserves 0.5 logical CPU and sits idle while the runners sample, so on a 2-CPU machine two
 runners (0.75 CPU each) really run side by side. Every runner count gets the same batch
 (`--batch-episodes` episodes' worth of steps per update), so both do the same work per iteration.
-Each sampling round waits for its slowest runner (RLlib's synchronous sampling), so episodes of
-different lengths cost some parallel efficiency; the figures include that, as training does.
+Each sampling round waits for its slowest runner (A2C samples synchronously, one episode per
+runner per round), and the environment pins datasets to runners, so episodes of different
+lengths or datasets of different cost leave a runner idle; the figures include that, as training
+does. `--datasets` restricts the zoo, e.g. to one dataset, to measure balanced runners.
+
+Alongside wall-clock rates the JSON records each runner's CPU share (CPU seconds per wall second)
+and the steps per runner CPU second: on a machine shared with other work the shares show how
+much CPU the runners really got, and the per-CPU-second rate stays comparable between runner
+counts (it drops only through parallel overhead, not through waiting).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import replace
 
@@ -50,20 +58,22 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from neon_ray.agent.training import AgentTrainConfig, default_finetune
     from neon_ray.errors import ConfigError
-    from neon_ray.finetune import FinetuneConfig
 
     if args.iterations < 1 or args.batch_episodes < 1 or not args.runners or min(args.runners) < 1:
         raise ConfigError("bench rollout: --iterations, --batch-episodes and every --runners value must be >= 1")
     base = AgentTrainConfig(zoo=args.zoo, datasets=tuple(args.datasets) if args.datasets else None, loops=args.loops, warmup_episodes=0, seed=args.seed,
                             finetune=replace(default_finetune(), max_epochs=args.finetune_epochs))
+    load_before = os.getloadavg()
     by_runners = measure_rollout(base, args.runners, args.iterations, args.batch_episodes, address=args.address)
     for n, fig in by_runners.items():
         print(f"runners={n}: {fig['env_steps']} steps, {fig['episodes']} episodes in {fig['seconds']:.1f} s -> "
               f"{fig['steps_per_s']:.2f} steps/s, {fig['episodes_per_min']:.1f} episodes/min "
-              f"(start-up iteration {fig['startup_s']:.1f} s, build {fig['build_s']:.1f} s)")
+              f"(start-up iteration {fig['startup_s']:.1f} s, build {fig['build_s']:.1f} s; "
+              f"runner CPU share {fig['runner_cpu_share']}, driver {fig['driver_cpu_share']}; "
+              f"{fig['steps_per_runner_cpu_s']:.1f} steps per runner CPU second)")
     figures = {"benchmark": "rollout", "zoo": args.zoo, "datasets": args.datasets, "iterations": args.iterations,
                "batch_episodes": args.batch_episodes, "loops": args.loops, "finetune_epochs": args.finetune_epochs,
-               "by_runners": by_runners}
+               "by_runners": by_runners, "load_average_before": load_before, "load_average_after": os.getloadavg()}
     lo, hi = min(args.runners), max(args.runners)
     if hi != lo:
         ratio = by_runners[hi]["steps_per_s"] / by_runners[lo]["steps_per_s"]
@@ -106,14 +116,29 @@ def _measure_one(cfg, network_ids, cpus: float, iterations: int) -> dict:
         algo.train()
         startup_s = time.perf_counter() - t0
         steps = episodes = 0
+        cpu0, driver0 = _runner_cpu_seconds(algo), time.process_time()
         t0 = time.perf_counter()
         for _ in range(iterations):
             result = algo.train()
             steps += int(result["env_runners"].get("num_env_steps_sampled", 0))
             episodes += int(result["neon"]["episodes"])
         seconds = time.perf_counter() - t0
+        cpu1, driver1 = _runner_cpu_seconds(algo), time.process_time()
     finally:
         algo.stop()
     return {"env_steps": steps, "episodes": episodes, "seconds": seconds, "steps_per_s": steps / seconds,
             "episodes_per_min": 60.0 * episodes / seconds, "train_batch_size": cfg.train_batch_size,
-            "build_s": build_s, "startup_s": startup_s}
+            "build_s": build_s, "startup_s": startup_s,
+            # CPU seconds per wall second of each runner and of the driver: well below 1 for a runner
+            # means it waited (for the other runner at the sampling barrier, or for a busy machine)
+            "runner_cpu_share": [round((b - a) / seconds, 3) for a, b in zip(cpu0, cpu1)],
+            "driver_cpu_share": round((driver1 - driver0) / seconds, 3),
+            # steps per CPU second the runners actually got: comparable across runner counts even on a busy machine
+            "steps_per_runner_cpu_s": steps / max(sum(b - a for a, b in zip(cpu0, cpu1)), 1e-9)}
+
+
+def _runner_cpu_seconds(algo) -> list[float]:
+    """CPU seconds used so far by each remote EnvRunner process, by worker index."""
+    pairs = algo.env_runner_group.foreach_env_runner(lambda r: (r.worker_index, time.process_time()),
+                                                     local_env_runner=False)
+    return [cpu for _, cpu in sorted(pairs)]

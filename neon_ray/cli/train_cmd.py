@@ -1,7 +1,13 @@
-"""`neon-ray train`: train the pruning agent on a zoo (protocol A, or B with --holdout), resumable."""
+"""`neon-ray train`: train the pruning agent on a zoo (protocol A, or B with --holdout), resumable.
+
+Agent flags default to None, meaning "not given": a new run takes AgentTrainConfig's defaults
+for them, and a resumed run takes RUN/config.json's values, so `--resume` needs no flags but
+--out, and a flag that contradicts the saved run is refused by name.
+"""
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from neon_ray.cli.common import add_address, csv_list, float_list, int_list, tolerance_arg
 
@@ -11,13 +17,23 @@ examples:
   neon-ray train --zoo runs/zoo --datasets phoneme,diabetes --tolerance 1:50 --loops 4 --out runs/agent
   # protocol B: never train on nursery and kr-vs-k; two EnvRunners sampling in parallel
   neon-ray train --zoo runs/zoo --holdout nursery,kr-vs-k --runners 2 --out runs/agent-b
-  # continue a run (same settings; --episodes may grow)
-  neon-ray train --zoo runs/zoo --holdout nursery,kr-vs-k --out runs/agent-b --episodes 2000 --resume
+  # continue a run with its saved settings, for more episodes in total
+  neon-ray train --out runs/agent-b --resume --episodes 2000
 
 RUN/config.json holds the resolved settings, RUN/progress.csv one row per iteration
 (episodes, mean return, mean parameter reduction x, mean val accuracy change in pp), and
 RUN/checkpoints/ the checkpoints (RUN/checkpoints/latest names the newest).
 """
+
+# flag dest -> AgentTrainConfig field, for flags whose value is used as given
+_DIRECT = {
+    "zoo": "zoo", "algo": "algo", "tolerance": "tolerance", "tolerance_sampling": "tolerance_sampling",
+    "loops": "loops", "importance": "importance", "warmup": "warmup_episodes", "batch_steps": "train_batch_size",
+    "lr": "lr", "gamma": "gamma", "entropy": "entropy_coeff", "seed": "seed", "episodes": "episodes",
+    "runners": "num_env_runners", "checkpoint_every": "checkpoint_every", "keep_checkpoints": "keep_checkpoints",
+}
+_TUPLES = {"datasets": "datasets", "holdout": "holdout", "keep_rates": "keep_rates", "hidden": "hidden"}
+_FINETUNE = {"finetune_epochs": "max_epochs", "finetune_rows": "max_train_rows", "finetune_scope": "scope"}
 
 
 def register(sub) -> None:
@@ -30,17 +46,18 @@ def register(sub) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--zoo", required=True, help="zoo directory (see `neon-ray zoo build`)")
+    p.add_argument("--zoo", default=None, help="zoo directory (see `neon-ray zoo build`); required unless --resume")
     p.add_argument("--out", required=True, help="run directory RUN for config.json, progress.csv and checkpoints")
     add_agent_arguments(p)
     p.add_argument("--episodes", type=int, default=None,
                    help="training episodes in total (default: NEON's 10 x training networks + warm-up)")
-    p.add_argument("--runners", type=int, default=0,
+    p.add_argument("--runners", type=int, default=None,
                    help="EnvRunner processes sampling in parallel (default 0: sample in this process)")
-    p.add_argument("--checkpoint-every", type=int, default=10, help="checkpoint every N iterations (default 10)")
-    p.add_argument("--keep-checkpoints", type=int, default=3, help="newest checkpoints kept (default 3)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every N iterations (default 10)")
+    p.add_argument("--keep-checkpoints", type=int, default=None, help="newest checkpoints kept (default 3)")
     p.add_argument("--resume", action="store_true",
-                   help="continue RUN from its latest checkpoint (settings must match; --episodes may change)")
+                   help="continue RUN from its latest checkpoint with its saved settings; only --episodes, "
+                        "--runners, --checkpoint-every and --keep-checkpoints may change")
     p.add_argument("--quiet", action="store_true", help="no per-iteration lines")
     add_address(p)
     p.set_defaults(func=_train)
@@ -49,23 +66,24 @@ def register(sub) -> None:
 def add_agent_arguments(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     """The agent settings `train` and `tune` share; a sweep (`tune`) sets tolerance and reward by its grid."""
     p.add_argument("--datasets", type=csv_list, default=None, help="comma-separated datasets to use (default: all in the zoo)")
-    p.add_argument("--holdout", type=csv_list, default=(),
+    p.add_argument("--holdout", type=csv_list, default=None,
                    help="comma-separated datasets never trained on (protocol B; reported on all their networks)")
-    p.add_argument("--algo", choices=("a2c", "ppo"), default="a2c", help="a2c (NEON's agent, default) or ppo")
+    p.add_argument("--algo", choices=("a2c", "ppo"), default=None, help="a2c (NEON's agent, default) or ppo")
     if not sweep:
-        p.add_argument("--tolerance", type=tolerance_arg, default=(1.0, 50.0),
+        p.add_argument("--tolerance", type=tolerance_arg, default=None,
                        help="allowed accuracy drop in pp: A (fixed) or LO:HI (drawn per episode; default 1:50)")
-    p.add_argument("--tolerance-sampling", choices=("log-uniform", "uniform"), default="log-uniform",
+    p.add_argument("--tolerance-sampling", choices=("log-uniform", "uniform"), default=None,
                    help="how LO:HI is drawn (default log-uniform)")
-    p.add_argument("--loops", type=int, default=4, help="passes over the hidden layers per episode (default 4)")
+    p.add_argument("--loops", type=int, default=None, help="passes over the hidden layers per episode (default 4)")
     p.add_argument("--keep-rates", type=float_list, default=None,
                    help="keep-rate of each action, comma-separated (default 1.0,0.9,0.8,0.7,0.6)")
-    p.add_argument("--remove-layer", action="store_true", help="add an action that merges the current hidden layer away")
+    p.add_argument("--remove-layer", action="store_true", default=None,
+                   help="add an action that merges the current hidden layer away")
     if not sweep:
-        p.add_argument("--reward", default="neon",
+        p.add_argument("--reward", default=None,
                        help="NAME or NAME:key=value,... e.g. neon, neon:scale=1, composite:w_params=2,penalty=1 "
                             "(default neon scaled so the largest |reward| is 1)")
-    p.add_argument("--importance", choices=("l2", "l1", "activation"), default="l2",
+    p.add_argument("--importance", choices=("l2", "l1", "activation"), default=None,
                    help="neuron importance when pruning (default l2)")
     p.add_argument("--finetune-epochs", type=int, default=None, help="fine-tuning epochs at most per step (default 3)")
     p.add_argument("--finetune-rows", type=int, default=None, help="training rows per fine-tuning epoch (default 2048)")
@@ -76,54 +94,59 @@ def add_agent_arguments(p: argparse.ArgumentParser, sweep: bool = False) -> None
     p.add_argument("--batch-steps", type=int, default=None,
                    help="env steps per update (default about 4 episodes' worth)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default a2c 1e-3, ppo 3e-4)")
-    p.add_argument("--gamma", type=float, default=0.99, help="discount (default 0.99)")
-    p.add_argument("--entropy", type=float, default=0.01, help="entropy bonus weight (default 0.01)")
-    p.add_argument("--hidden", type=int_list, default=(64, 64), help="actor and critic hidden widths (default 64,64)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--gamma", type=float, default=None, help="discount (default 0.99)")
+    p.add_argument("--entropy", type=float, default=None, help="entropy bonus weight (default 0.01)")
+    p.add_argument("--hidden", type=int_list, default=None, help="actor and critic hidden widths (default 64,64)")
+    p.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+
+
+def given_fields(args: argparse.Namespace, finetune) -> dict:
+    """AgentTrainConfig fields for the flags that were given; `finetune` is the config the --finetune-* flags change."""
+    from neon_ray.tuning import RewardVariant
+
+    fields = {f: getattr(args, a) for a, f in _DIRECT.items() if getattr(args, a, None) is not None}
+    fields |= {f: tuple(getattr(args, a)) for a, f in _TUPLES.items() if getattr(args, a, None) is not None}
+    if getattr(args, "remove_layer", None):
+        fields["remove_layer"] = True
+    if getattr(args, "reward", None) is not None:
+        reward = RewardVariant.parse(args.reward)
+        fields |= {"reward": reward.reward, "reward_params": dict(reward.params) or None}
+    changes = {f: getattr(args, a) for a, f in _FINETUNE.items() if getattr(args, a) is not None}
+    if changes:
+        fields["finetune"] = replace(finetune, **changes)
+    return fields
 
 
 def agent_config_from_args(args: argparse.Namespace, **overrides):
-    """AgentTrainConfig from the shared agent arguments (plus `overrides`)."""
-    from dataclasses import replace
-
+    """A new AgentTrainConfig: AgentTrainConfig's defaults, the given flags, then `overrides`."""
     from neon_ray.agent.training import AgentTrainConfig, default_finetune
-    from neon_ray.tuning import RewardVariant
+    from neon_ray.errors import ConfigError
 
-    reward = RewardVariant.parse(getattr(args, "reward", "neon"))
-    finetune = default_finetune()
-    changes = {k: v for k, v in (("max_epochs", args.finetune_epochs), ("max_train_rows", args.finetune_rows),
-                                 ("scope", args.finetune_scope)) if v is not None}
-    optional = {"keep_rates": tuple(args.keep_rates)} if args.keep_rates else {}
-    return AgentTrainConfig(
-        zoo=args.zoo,
-        datasets=tuple(args.datasets) if args.datasets is not None else None,
-        holdout=tuple(args.holdout),
-        algo=args.algo,
-        tolerance=getattr(args, "tolerance", (1.0, 50.0)),
-        tolerance_sampling=args.tolerance_sampling,
-        loops=args.loops,
-        remove_layer=args.remove_layer,
-        reward=reward.reward,
-        reward_params=dict(reward.params) or None,
-        finetune=replace(finetune, **changes),
-        importance=args.importance,
-        warmup_episodes=args.warmup,
-        train_batch_size=args.batch_steps,
-        lr=args.lr,
-        gamma=args.gamma,
-        entropy_coeff=args.entropy,
-        hidden=tuple(args.hidden),
-        seed=args.seed,
-        **optional,
-        **overrides,
-    )
+    if not args.zoo:
+        raise ConfigError("--zoo is required to start a run (only --resume reads it from RUN/config.json)")
+    return AgentTrainConfig(**{**given_fields(args, default_finetune()), **overrides})
+
+
+def _resumed_config(args: argparse.Namespace):
+    """RUN/config.json's settings with the given flags applied (train_agent refuses contradicting ones)."""
+    from neon_ray.agent.training import RunDir
+
+    saved = RunDir(args.out).read_config()
+    return replace(saved, **given_fields(args, saved.finetune), out=args.out)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from neon_ray.agent.training import train_agent
+    from pathlib import Path
 
-    cfg = agent_config_from_args(args, out=args.out, episodes=args.episodes, num_env_runners=args.runners,
-                                 checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints)
+    from neon_ray.agent.training import CONFIG_FILE, train_agent
+    from neon_ray.errors import ConfigError
+
+    if args.resume:
+        if not (Path(args.out) / CONFIG_FILE).is_file():
+            raise ConfigError(f"--resume: {args.out} holds no training run ({CONFIG_FILE} is missing); run without --resume")
+        cfg = _resumed_config(args)
+    else:
+        cfg = agent_config_from_args(args, out=args.out)
     result = train_agent(cfg, address=args.address, resume=args.resume, progress=not args.quiet)
     last = result.history.tail(5)
     print(f"trained {result.iterations} iterations, {result.episodes} episodes in {result.seconds:.0f} s; "

@@ -60,7 +60,7 @@ def _tolerances(text: str) -> tuple:
 def _tune(args: argparse.Namespace) -> int:
     from neon_ray.tuning import DEFAULT_REWARDS, DEFAULT_TOLERANCES, RewardVariant, SweepConfig, run_sweep
 
-    base = agent_config_from_args(args, episodes=args.episodes)
+    base = agent_config_from_args(args)
     rewards = tuple(RewardVariant.parse(r) for r in args.grid_reward) if args.grid_reward else DEFAULT_REWARDS
     cfg = SweepConfig(
         base=base,

@@ -5,12 +5,12 @@ Layout (all integers little-endian):
     b"NRDC"            magic
     u16                format version (1)
     u32, u32           header length, CRC-32 of the header
-    header             compact JSON: {"model": {...}, "tensors": [entry, ...]}
-    sections           one per state_dict tensor, in header order; entry = {"name", "kind",
-                       "shape", "nbytes", "crc"} (+ "dtype" for raw sections)
+    header             compact JSON: {"model": {...}, "tensors": [[kind, nbytes, crc32], ...]}
+    sections           one per state_dict tensor of the model, in state_dict order
 
 `model` rebuilds the architecture: {"kind": "mlp", "spec": ArchSpec dict} or
-{"kind": "lenet5", "config": LeNet5Config dict}. Section kinds:
+{"kind": "lenet5", "config": LeNet5Config dict}; tensor names, shapes and dtypes are those of
+the rebuilt model's state_dict, so they cost no bytes. Section kinds:
 
 - raw: the tensor's bytes (biases, BatchNorm tensors, anything not prunable).
 - sparse: a pruned weight with float32 values: positions (see relindex.py) + values.
@@ -52,7 +52,8 @@ MAGIC = b"NRDC"
 VERSION = 1
 _PREAMBLE = struct.Struct("<4sHII")
 CODINGS = ("fixed", "huffman")
-RAW_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64, "int32": torch.int32}
+KINDS = ("raw", "sparse", "shared")
+RAW_DTYPES = (torch.float32, torch.float64, torch.int64, torch.int32)
 
 
 # --- architecture --------------------------------------------------------------------------
@@ -168,21 +169,19 @@ def _decode_weight(kind: str, body: bytes, shape: tuple[int, ...], where: str) -
     return torch.from_numpy(flat).reshape(shape)
 
 
-def _encode_raw(tensor: torch.Tensor) -> tuple[bytes, str]:
-    dtype = next((n for n, d in RAW_DTYPES.items() if d == tensor.dtype), None)
-    if dtype is None:
-        raise ConfigError(f"cannot store a {tensor.dtype} tensor; supported: {sorted(RAW_DTYPES)}")
+def _encode_raw(tensor: torch.Tensor) -> bytes:
+    if tensor.dtype not in RAW_DTYPES:
+        raise ConfigError(f"cannot store a {tensor.dtype} tensor; supported: {RAW_DTYPES}")
     array = tensor.detach().cpu().contiguous().numpy()
-    return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes(), dtype
+    return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
-def _decode_raw(body: bytes, dtype: str, shape: tuple[int, ...], where: str) -> torch.Tensor:
-    if dtype not in RAW_DTYPES:
-        raise CheckpointError(f"{where}: unknown dtype {dtype!r}")
-    np_dtype = torch.empty(0, dtype=RAW_DTYPES[dtype]).numpy().dtype.newbyteorder("<")
-    if len(body) != math.prod(shape) * np_dtype.itemsize:
-        raise CheckpointError(f"{where}: {len(body)} bytes do not hold a {dtype} tensor of shape {list(shape)}")
-    return torch.from_numpy(np.frombuffer(body, dtype=np_dtype).astype(np_dtype.newbyteorder("="))).reshape(shape)
+def _decode_raw(body: bytes, like: torch.Tensor, where: str) -> torch.Tensor:
+    """A tensor with the dtype and shape of the model's own `like`."""
+    dtype = like.numpy().dtype
+    if len(body) != like.numel() * dtype.itemsize:
+        raise CheckpointError(f"{where}: {len(body)} bytes do not hold a {like.dtype} tensor of shape {list(like.shape)}")
+    return torch.from_numpy(np.frombuffer(body, dtype=dtype.newbyteorder("<")).astype(dtype)).reshape(like.shape)
 
 
 # --- whole files ---------------------------------------------------------------------------
@@ -195,19 +194,15 @@ def encode(model: nn.Module, shared: dict[str, SharedWeights] | None = None, cod
     prunable = set(prunable_weights(model))
     entries, bodies = [], []
     for name, tensor in model.state_dict().items():
-        entry = {"name": name, "shape": list(tensor.shape)}
         if name in shared:
-            entry["kind"], body = "shared", _encode_shared(shared[name], coding)
+            kind, body = "shared", _encode_shared(shared[name], coding)
         else:
-            body, entry["dtype"] = _encode_raw(tensor)
-            entry["kind"] = "raw"
+            kind, body = "raw", _encode_raw(tensor)
             if name in prunable and tensor.dtype == torch.float32:
                 sparse = _encode_sparse(tensor, coding)
                 if len(sparse) < len(body):
-                    entry["kind"], body = "sparse", sparse
-                    del entry["dtype"]
-        entry["nbytes"], entry["crc"] = len(body), zlib.crc32(body)
-        entries.append(entry)
+                    kind, body = "sparse", sparse
+        entries.append([kind, len(body), zlib.crc32(body)])
         bodies.append(body)
     header = json.dumps({"model": describe_model(model), "tensors": entries}, separators=(",", ":")).encode()
     return _PREAMBLE.pack(MAGIC, VERSION, len(header), zlib.crc32(header)) + header + b"".join(bodies)
@@ -229,6 +224,11 @@ def write(path: str | Path, model: nn.Module, shared: dict[str, SharedWeights] |
     return path.stat().st_size
 
 
+def _is_entry(e) -> bool:
+    return (isinstance(e, list) and len(e) == 3 and e[0] in KINDS
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in e[1:]))
+
+
 def _parse_header(data: bytes, where: str) -> tuple[dict, int]:
     if len(data) < _PREAMBLE.size:
         raise CheckpointError(f"{where}: truncated ({len(data)} bytes, not even a file header)")
@@ -245,69 +245,66 @@ def _parse_header(data: bytes, where: str) -> tuple[dict, int]:
         raise CheckpointError(f"{where}: header is corrupted (CRC mismatch)")
     try:
         header = json.loads(raw)
-        entries = header["tensors"]
-        for e in entries:
-            if not (isinstance(e["name"], str) and e["kind"] in ("raw", "sparse", "shared") and isinstance(e["nbytes"], int)
-                    and isinstance(e["crc"], int) and all(isinstance(s, int) and s >= 0 for s in e["shape"])):
-                raise ValueError(e)
-        if not isinstance(header["model"], dict):
-            raise ValueError(header["model"])
+        if not (isinstance(header["model"], dict) and isinstance(header["tensors"], list)
+                and all(_is_entry(e) for e in header["tensors"])):
+            raise ValueError("expected {'model': {...}, 'tensors': [[kind, nbytes, crc], ...]}")
     except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{where}: header is not a valid description ({exc!r:.200})") from exc
+        raise CheckpointError(f"{where}: header is not a valid description ({exc!s:.200})") from exc
     return header, end
 
 
-def read_header(path: str | Path) -> dict:
-    """The header of a compressed file (architecture and per-tensor kinds and sizes), CRC-checked."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: compressed network not found")
-    return _parse_header(path.read_bytes(), str(path))[0]
-
-
 def _model_for(header: dict, where: str) -> nn.Module:
-    """The described architecture, checked to have exactly the header's tensors and shapes."""
+    """The described architecture, checked to have one stored tensor per state_dict entry."""
     try:
         model = build_model(header["model"])
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{where}: header describes no buildable model ({exc})") from exc
-    expected = {k: list(v.shape) for k, v in model.state_dict().items()}
-    found = {e["name"]: e["shape"] for e in header["tensors"]}
-    if found != expected or len(found) != len(header["tensors"]):
-        wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
-        raise CheckpointError(f"{where}: tensors do not match the described model (first mismatch: {wrong[:1] or 'duplicates'})")
+    expected, found = len(model.state_dict()), len(header["tensors"])
+    if expected != found:
+        raise CheckpointError(f"{where}: the described model has {expected} tensors, the file stores {found}")
     return model
+
+
+def inspect(path: str | Path) -> list[dict]:
+    """One row per stored tensor: name, shape, kind (raw/sparse/shared) and bytes; CRC-checked header only."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: compressed network not found")
+    header, _ = _parse_header(path.read_bytes(), str(path))
+    model = _model_for(header, str(path))
+    return [
+        {"name": name, "shape": list(t.shape), "kind": kind, "nbytes": nbytes}
+        for (name, t), (kind, nbytes, _) in zip(model.state_dict().items(), header["tensors"])
+    ]
 
 
 def decode(data: bytes, where: str = "<bytes>") -> nn.Module:
     """The model a file's bytes describe, in eval mode."""
     header, offset = _parse_header(data, where)
-    total = offset + sum(e["nbytes"] for e in header["tensors"])
+    total = offset + sum(nbytes for _, nbytes, _ in header["tensors"])
     if total != len(data):
         state = "truncated" if total > len(data) else "has trailing bytes"
         raise CheckpointError(f"{where}: {state} (sections need {total} bytes in all, file has {len(data)})")
-    # Shapes are checked against the architecture before any section is decoded, so a bad
-    # header cannot make the decoder allocate arbitrary amounts of memory.
+    # Tensor names, shapes and dtypes come from the rebuilt architecture (they need no bytes in
+    # the file), so a bad header cannot make the decoder allocate arbitrary amounts of memory.
     model = _model_for(header, where)
     state = {}
-    for e in header["tensors"]:
-        body = data[offset : offset + e["nbytes"]]
-        offset += e["nbytes"]
-        at = f"{where}: tensor {e['name']!r}"
-        if zlib.crc32(body) != e["crc"]:
+    for (name, like), (kind, nbytes, crc) in zip(model.state_dict().items(), header["tensors"]):
+        body = data[offset : offset + nbytes]
+        offset += nbytes
+        at = f"{where}: tensor {name!r}"
+        if zlib.crc32(body) != crc:
             raise CheckpointError(f"{at}: corrupted (CRC mismatch)")
-        shape = tuple(e["shape"])
-        if e["kind"] == "raw":
-            state[e["name"]] = _decode_raw(body, e.get("dtype"), shape, at)
+        if kind == "raw":
+            state[name] = _decode_raw(body, like, at)
+        elif like.dtype != torch.float32:
+            raise CheckpointError(f"{at}: a {like.dtype} tensor cannot be stored as {kind}")
         else:
             try:
-                state[e["name"]] = _decode_weight(e["kind"], body, shape, at)
+                state[name] = _decode_weight(kind, body, tuple(like.shape), at)
             except CheckpointError as exc:
                 raise CheckpointError(exc.args[0] if exc.args[0].startswith(at) else f"{at}: {exc}") from exc
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{where}: tensors do not fit the described model ({str(exc).strip().splitlines()[0]})") from exc
+    model.load_state_dict(state, strict=True)
     model.eval()
     return model
 

@@ -117,6 +117,7 @@ def magnitude_prune(
         result = retrain_masked(model, masks, train, val, cfg, seed + step)
         if log is not None:
             kept = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
-            log(f"prune q={q:.3g}: {kept:.2%} of prunable weights kept; retrained {result.epochs} epochs "
+            per_layer = ", ".join(f"{n.removesuffix('.weight')} {m.float().mean():.1%}" for n, m in masks.items())
+            log(f"prune q={q:.3g}: {kept:.2%} of prunable weights kept ({per_layer}); retrained {result.epochs} epochs "
                 f"(best {result.best_epoch}, val loss {result.best_val_loss:.4f}, {result.seconds:.0f}s)")
     return masks if masks is not None else {n: torch.ones_like(w, dtype=torch.bool) for n, w in prunable_weights(model).items()}

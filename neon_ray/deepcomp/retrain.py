@@ -34,10 +34,14 @@ class RetrainConfig:
     """Stop after this many epochs without a better validation loss."""
     max_train_rows: int | None = None
     """Use at most this many training rows per epoch (a fresh random subset each epoch)."""
+    optimizer: str = "adam"
+    """'adam', or 'sgd' (Nesterov momentum 0.9, the optimiser Han et al. retrained with)."""
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.l2 < 0 or self.patience < 1:
             raise ConfigError(f"RetrainConfig: need epochs >= 0, batch_size >= 1, lr > 0, l2 >= 0, patience >= 1; got {self}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"RetrainConfig: optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,10 @@ def run(
     start = time.perf_counter()
     X, y = train
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True)
+    else:
+        opt = torch.optim.Adam(params, lr=cfg.lr)
 
     def snapshot():
         return {k: v.detach().clone() for k, v in model.state_dict().items()}, [p.detach().clone() for p in params]

@@ -96,6 +96,9 @@ def share_layer(weight: torch.Tensor, mask: torch.Tensor, bits: int, init: str, 
         raise ConfigError(f"weight-sharing bits must be in 1..{MAX_BITS}, got {bits}")
     survivors = weight.detach()[mask].double().numpy()
     centroids, labels = kmeans_1d(survivors, 1 << bits, init, seed)
+    # Empty clusters would cost codebook bytes and never be used: drop them and renumber.
+    used = np.unique(labels)
+    centroids, labels = centroids[used], np.searchsorted(used, labels)
     index = torch.zeros(weight.shape, dtype=torch.int64)
     index[mask] = torch.from_numpy(labels)
     return SharedWeights(torch.from_numpy(centroids).float(), index, mask.clone(), bits)
