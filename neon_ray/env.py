@@ -153,15 +153,38 @@ class EnvConfig:
         return cls(**d)
 
 
-def assign_datasets(datasets: list[str], worker_index: int, num_workers: int) -> list[str]:
-    """The datasets one worker cycles through (see the module docstring)."""
+def assign_datasets(datasets: list[str], worker_index: int, num_workers: int, costs: dict[str, float] | None = None) -> list[str]:
+    """The datasets one worker cycles through (see the module docstring).
+
+    With `costs` (expected episode cost per dataset), datasets are packed onto workers
+    longest-first, each to the worker with the least cost so far: a sampling round waits for
+    its slowest runner, so a runner holding only cheap datasets would otherwise sit idle.
+    Without costs (or equal costs) this is the round-robin split by sorted name.
+    """
     names = sorted(datasets)
     if num_workers <= 0 or worker_index <= 0 or not names:
         return names
     slot = (worker_index - 1) % num_workers
     if num_workers >= len(names):
         return [names[slot % len(names)]]
-    return names[slot::num_workers]
+    if not costs:
+        return names[slot::num_workers]
+    loads, assigned = [0.0] * num_workers, [[] for _ in range(num_workers)]
+    for name in sorted(names, key=lambda n: (-costs.get(n, 0.0), n)):
+        target = min(range(num_workers), key=lambda w: (loads[w], w))
+        loads[target] += costs.get(name, 0.0)
+        assigned[target].append(name)
+    return sorted(assigned[slot])
+
+
+def dataset_costs(manifest, max_train_rows: int | None) -> dict[str, float]:
+    """Expected relative episode cost per dataset: fine-tuning dominates a step (bench step), and
+    costs about FLOPs per row x rows per epoch, over depth-many steps per loop."""
+    cost = manifest["flops"].astype(float) * manifest["depth"].astype(float)
+    if "train_rows" in manifest:
+        rows = manifest["train_rows"].astype(float)
+        cost = cost * (rows.clip(upper=max_train_rows) if max_train_rows else rows)
+    return cost.groupby(manifest["dataset"]).mean().to_dict()
 
 
 @dataclass
@@ -273,7 +296,8 @@ class PruningEnv(gym.Env):
             manifest = manifest[manifest["network_id"].isin(self.config.networks)]
         if len(manifest) == 0:
             raise ConfigError(f"env_config selects no network (datasets={self.config.datasets}, networks={self.config.networks!r})")
-        mine = assign_datasets(sorted(set(manifest["dataset"])), self.config.worker_index, self.config.num_workers)
+        costs = dataset_costs(manifest, self._ft_cfg.max_train_rows) if {"flops", "depth"} <= set(manifest) else None
+        mine = assign_datasets(sorted(set(manifest["dataset"])), self.config.worker_index, self.config.num_workers, costs)
         self._dataset_of = dict(zip(manifest["network_id"], manifest["dataset"]))
         return {d: sorted(manifest.loc[manifest["dataset"] == d, "network_id"]) for d in mine}
 

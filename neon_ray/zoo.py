@@ -142,6 +142,7 @@ def train_planned(plan: dict, data, train_cfg: TrainConfig) -> tuple[dict, dict]
         "val_f1": val_f1,
         "test_acc": test_acc,
         "test_f1": test_f1,
+        "train_rows": len(data.X_train),
         "epochs": result.epochs,
         "train_seconds": result.seconds,
     }

@@ -98,6 +98,14 @@ def test_share_layer_uses_at_most_2_pow_bits_values_and_keeps_zeros():
     assert torch.equal(dense[mask], nearest)  # every survivor takes its nearest centroid
 
 
+def test_share_layer_drops_empty_clusters(bimodal):
+    # Linear init over the bimodal values leaves the centroids between the modes without members.
+    w = torch.from_numpy(bimodal).float().reshape(1, -1)
+    sw = share_layer(w, torch.ones_like(w, dtype=torch.bool), bits=4, init="linear", seed=0)
+    assert 3 <= sw.codebook.numel() < 16
+    assert torch.equal(torch.unique(sw.index), torch.arange(sw.codebook.numel()))
+
+
 def small_mlp_and_data():
     spec = ArchSpec(6, 3, (16, 8), ("relu", "tanh"), ("batchnorm", "none"))
     model = build_mlp(spec, seed=0)

@@ -279,3 +279,11 @@ def test_env_config_parsing_defaults():
         EnvConfig.from_env_config({"zoo": "z", "keep_rates": [0.0]})
     with pytest.raises(ConfigError, match="loops"):
         EnvConfig.from_env_config({"zoo": "z", "loops": 0})
+
+
+def test_costly_datasets_are_packed_longest_first_so_runners_finish_together():
+    costs = {"big": 10.0, "mid": 6.0, "small1": 3.0, "small2": 1.0}
+    one, two = (assign_datasets(list(costs), w, 2, costs) for w in (1, 2))
+    assert one == ["big"] and two == ["mid", "small1", "small2"]
+    assert sorted(one + two) == sorted(costs)
+    assert assign_datasets(["a", "b", "c"], 1, 2, {"a": 1.0, "b": 1.0, "c": 1.0}) == ["a", "c"]  # equal costs: round robin

@@ -222,3 +222,22 @@ def test_env_runners_split_the_datasets_and_load_each_once(zoo):
     assert [(w, order) for w, _, order, _ in before] == [(1, [BC]), (2, [WINE])]
     assert before == after  # same env objects, each with only its own dataset loaded, once
     assert all(loaded == order for _, _, order, loaded in after)
+
+
+@pytest.mark.ray
+def test_rollout_benchmark_measures_one_and_two_runners(zoo, tmp_path, capsys):
+    from neon_ray.bench import rollout
+
+    parser = argparse.ArgumentParser()
+    rollout.register(parser.add_subparsers())
+    out = tmp_path / "rollout.json"
+    args = parser.parse_args(["rollout", "--zoo", str(zoo.root), "--out", str(out), "--iterations", "1",
+                              "--batch-episodes", "2", "--loops", "1", "--finetune-epochs", "1"])
+    assert args.func(args) == 0
+    figures = json.loads(out.read_text())
+    assert set(figures["by_runners"]) == {"1", "2"} and figures["speedup_runners"] == [1, 2]
+    for n, fig in figures["by_runners"].items():
+        assert fig["env_steps"] > 0 and fig["episodes"] > 0 and fig["steps_per_s"] > 0
+        assert len(fig["runner_cpu_share"]) == int(n)
+    assert figures["speedup"] == pytest.approx(figures["by_runners"]["2"]["steps_per_s"] / figures["by_runners"]["1"]["steps_per_s"])
+    assert "speed-up 2 vs 1 runners" in capsys.readouterr().out

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.iterations < 1 or args.batch_episodes < 1 or not args.runners or min(args.runners) < 1:
         raise ConfigError("bench rollout: --iterations, --batch-episodes and every --runners value must be >= 1")
-    base = AgentTrainConfig(zoo=args.zoo, datasets=tuple(args.datasets) if args.datasets else None, loops=args.loops, warmup_episodes=0, seed=args.seed,
+    base = AgentTrainConfig(zoo=args.zoo, datasets=tuple(args.datasets) if args.datasets else None, loops=args.loops,
+                            warmup_episodes=0, seed=args.seed,
                             finetune=replace(default_finetune(), max_epochs=args.finetune_epochs))
     load_before = os.getloadavg()
     by_runners = measure_rollout(base, args.runners, args.iterations, args.batch_episodes, address=args.address)

@@ -28,8 +28,6 @@ from neon_ray.deepcomp.retrain import RetrainConfig
 from neon_ray.deepcomp.share import INITS, MAX_BITS, finetune_centroids, share_weights
 from neon_ray.errors import ConfigError
 
-STAGES = ("dense", "pruned", "shared", "huffman")
-
 
 @dataclass(frozen=True)
 class DeepCompConfig:
