@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neon_ray.compress import layer_activations
 from neon_ray.metrics import count_params
 from neon_ray.spec import ACTIVATIONS, MLP, PRE_LAYERS
 
@@ -157,17 +158,6 @@ def activation_stats(acts: torch.Tensor) -> list[float]:
     return moments(a) + [l1, l2, dead]
 
 
-@torch.no_grad()
-def _activations(model: MLP, layer: int, probe: torch.Tensor) -> torch.Tensor:
-    was_training = model.training
-    model.eval()
-    x = probe
-    for block in model.blocks[: layer + 1]:
-        x = block(x)
-    model.train(was_training)
-    return x
-
-
 def _pre_kind(module: nn.Module) -> str:
     if isinstance(module, nn.BatchNorm1d):
         return "batchnorm"
@@ -231,7 +221,7 @@ def _task(ctx: EpisodeContext) -> list[float]:
 def observe(model: MLP, layer: int, ctx: EpisodeContext, progress: Progress) -> np.ndarray:
     """The observation (float32 [OBS_SIZE], finite, within [-10, 10]) for hidden layer `layer` of `model`."""
     w_stats = slog(torch.tensor(weight_stats(model.blocks[layer].linear.weight))).tolist()
-    a_all = activation_stats(_activations(model, layer, ctx.probe))
+    a_all = activation_stats(layer_activations(model, layer, ctx.probe))
     a_stats = slog(torch.tensor(a_all[:8])).tolist() + [a_all[8]]
     values = _structure(model, layer, ctx, progress) + w_stats + a_stats + _kinds(model, layer) + _task(ctx)
     obs = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0, posinf=CLIP, neginf=-CLIP)

@@ -67,8 +67,16 @@ def fit(
     """Train `model` (or only `params`) with Adam; restore the weights of the best validation loss.
 
     `regulariser`, if given, is called with no arguments after each loss and its value added
-    (for example an L2 term over selected tensors).
+    (for example an L2 term over selected tensors). Row order and Dropout masks depend on
+    `seed` alone: the global RNG is forked and seeded, so a network trains the same whichever
+    tasks ran before it in the same worker process.
     """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _fit(model, train, val, cfg, seed, params, regulariser)
+
+
+def _fit(model, train, val, cfg: TrainConfig, seed: int, params, regulariser) -> FitResult:
     start = time.perf_counter()
     X, y = train
     gen = torch.Generator().manual_seed(seed)
