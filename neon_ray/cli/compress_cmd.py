@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--dataset", default=None, help="dataset to retrain and test on (default: the network's metadata)")
     p.add_argument("--data-dir", default=None, help="directory with MANIFEST.csv")
     p.add_argument("--seed", type=int, default=None, help="split and training seed (default: the network's metadata, else 0)")
-    p.add_argument("--q", type=float_list, default=None, help="pruning schedule, comma-separated q values (default 0.5,1.0,1.4,1.8,2.1,2.4)")
+    p.add_argument("--q", type=float_list, default=None, help="pruning schedule, comma-separated q values (default 0.5,1.0,1.4,1.7,2.0,2.3)")
     p.add_argument("--bits", type=int, default=None, help="cluster-index bits of fully-connected layers (default 6)")
     p.add_argument("--init", choices=["linear", "density", "forgy"], default="linear", help="k-means initialisation (default linear)")
     p.add_argument("--prune-epochs", type=int, default=None, help="retraining epochs after each pruning step (default 6)")

@@ -217,6 +217,7 @@ def write(path: str | Path, model: nn.Module, shared: dict[str, SharedWeights] |
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from other users
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -33,7 +33,7 @@ from neon_ray.errors import ConfigError
 class DeepCompConfig:
     """Every knob of the three stages."""
 
-    q_schedule: tuple[float, ...] = (0.5, 1.0, 1.4, 1.8, 2.1, 2.4)
+    q_schedule: tuple[float, ...] = (0.5, 1.0, 1.4, 1.7, 2.0, 2.3)
     """Pruning quality parameters, one prune+retrain step each (a weight goes when |w| < q*std);
     the default leaves ~8% of LeNet-300-100's weights, as in the paper."""
     q_scale: dict[str, float] = field(default_factory=dict)
