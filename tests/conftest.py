@@ -41,3 +41,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo(ray_session, tmp_path_factory):
+    """wine and breast_cancer x 3 small networks (1 'test' each), built once on the shared Ray.
+
+    Read-only for the tests that share it: they write results and pruned networks elsewhere.
+    """
+    from neon_ray.spec import SamplerConfig
+    from neon_ray.train import TrainConfig
+    from neon_ray.zoo import ZooConfig, build_zoo, open_zoo
+
+    cfg = ZooConfig(out=str(tmp_path_factory.mktemp("tiny_zoo")), datasets=("sklearn:wine", "sklearn:breast_cancer"),
+                    networks=3, test_networks=1, sampler=SamplerConfig(max_layers=2, widths=(16, 32)),
+                    train=TrainConfig(max_epochs=5))
+    build_zoo(cfg, progress=False)
+    return open_zoo(cfg.out)

@@ -15,9 +15,6 @@ from neon_ray.episodes import RunOptions
 from neon_ray.errors import ConfigError
 from neon_ray.finetune import FinetuneConfig
 from neon_ray.results import read_results
-from neon_ray.spec import SamplerConfig
-from neon_ray.train import TrainConfig
-from neon_ray.zoo import ZooConfig, build_zoo, open_zoo
 
 pytestmark = pytest.mark.ray
 WINE, BC = "sklearn:wine", "sklearn:breast_cancer"
@@ -25,11 +22,8 @@ KEEP = (1.0, 0.8, 0.6, 0.4)
 
 
 @pytest.fixture(scope="module")
-def zoo(ray_session, tmp_path_factory):
-    cfg = ZooConfig(out=str(tmp_path_factory.mktemp("zoo")), datasets=(WINE, BC), networks=3, test_networks=1,
-                    sampler=SamplerConfig(max_layers=2, widths=(16, 32)), train=TrainConfig(max_epochs=5))
-    build_zoo(cfg, progress=False)
-    return open_zoo(cfg.out)
+def zoo(tiny_zoo):
+    return tiny_zoo
 
 
 @pytest.fixture(scope="module")

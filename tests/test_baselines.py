@@ -13,20 +13,14 @@ from neon_ray.cli import baseline_cmd
 from neon_ray.deepcomp.prune import prunable_weights
 from neon_ray.episodes import RunOptions, evaluate_network
 from neon_ray.errors import ConfigError
-from neon_ray.spec import ArchSpec, SamplerConfig, build_mlp
-from neon_ray.train import TrainConfig
-from neon_ray.zoo import ZooConfig, build_zoo, open_zoo
+from neon_ray.spec import ArchSpec, build_mlp
 
 FAST_FT = {"max_epochs": 3, "patience": 2}
 
 
 @pytest.fixture(scope="module")
-def zoo(ray_session, tmp_path_factory):
-    cfg = ZooConfig(out=str(tmp_path_factory.mktemp("zoo")), datasets=("sklearn:wine", "sklearn:breast_cancer"),
-                    networks=3, test_networks=1, sampler=SamplerConfig(max_layers=2, widths=(16, 32)),
-                    train=TrainConfig(max_epochs=5))
-    build_zoo(cfg, progress=False)
-    return open_zoo(cfg.out)
+def zoo(tiny_zoo):
+    return tiny_zoo
 
 
 def test_global_masks_remove_exactly_the_smallest_weights():

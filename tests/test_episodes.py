@@ -14,9 +14,6 @@ from neon_ray.episodes import (
 )
 from neon_ray.errors import ConfigError
 from neon_ray.results import read_results
-from neon_ray.spec import SamplerConfig
-from neon_ray.train import TrainConfig
-from neon_ray.zoo import ZooConfig, build_zoo, open_zoo
 
 pytestmark = pytest.mark.ray
 FAST_ENV = {"finetune": {"max_epochs": 2, "patience": 1}}
@@ -24,12 +21,8 @@ NO_TIMING = RunOptions(timing=False)
 
 
 @pytest.fixture(scope="module")
-def zoo(ray_session, tmp_path_factory):
-    cfg = ZooConfig(out=str(tmp_path_factory.mktemp("zoo")), datasets=("sklearn:wine", "sklearn:breast_cancer"),
-                    networks=3, test_networks=1, sampler=SamplerConfig(max_layers=2, widths=(16, 32)),
-                    train=TrainConfig(max_epochs=5))
-    build_zoo(cfg, progress=False)
-    return open_zoo(cfg.out)
+def zoo(tiny_zoo):
+    return tiny_zoo
 
 
 def _uniform(rate: float) -> EpisodePruner:
