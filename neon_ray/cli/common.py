@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from neon_ray.errors import ConfigError
 
@@ -26,19 +27,47 @@ def float_list(text: str) -> tuple[float, ...]:
 
 
 def tolerance_arg(text: str) -> float | tuple[float, float]:
-    """`5` (one tolerance) or `1:50` (a range sampled per episode)."""
+    """`5` (one tolerance, in accuracy percentage points) or `1:50` (a range sampled per episode)."""
     try:
-        if ":" in text:
-            lo, hi = (float(x) for x in text.split(":"))
-            if not 0 <= lo <= hi:
-                raise ValueError
-            return (lo, hi)
-        value = float(text)
-        if value < 0:
+        parts = [float(x) for x in text.split(":")] if ":" in text else [float(text)]
+        if len(parts) > 2 or not all(math.isfinite(x) and 0 <= x <= 100 for x in parts) or parts != sorted(parts):
             raise ValueError
-        return value
+        return (parts[0], parts[1]) if len(parts) == 2 else parts[0]
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"tolerance must be a number >= 0 or a range LO:HI, got {text!r}") from exc
+        raise argparse.ArgumentTypeError(
+            f"tolerance must be a number of percentage points in [0, 100] or a range LO:HI with LO <= HI, got {text!r}") from exc
+
+
+def _bounded(kind, lo, hi, text: str, lo_open: bool = False):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    ok = value is not None and math.isfinite(value) and (lo is None or (value > lo if lo_open else value >= lo)) \
+        and (hi is None or value <= hi)
+    if not ok:
+        lo_txt = "" if lo is None else f"{'>' if lo_open else '>='} {lo}"
+        hi_txt = "" if hi is None else f"<= {hi}"
+        bounds = " and ".join(t for t in (lo_txt, hi_txt) if t)
+        noun = "an integer" if kind is int else "a finite number"
+        raise argparse.ArgumentTypeError(f"expected {noun}{' ' + bounds if bounds else ''}, got {text!r}")
+    return value
+
+
+def int_in(lo: int | None = None, hi: int | None = None):
+    """argparse type: an integer in [lo, hi]."""
+    def parse(text: str) -> int:
+        return _bounded(int, lo, hi, text)
+    parse.__name__ = "integer"
+    return parse
+
+
+def float_in(lo: float | None = None, hi: float | None = None, lo_open: bool = False):
+    """argparse type: a finite float in [lo, hi] (or (lo, hi] with lo_open); NaN and inf are refused."""
+    def parse(text: str) -> float:
+        return _bounded(float, lo, hi, text, lo_open)
+    parse.__name__ = "number"
+    return parse
 
 
 def add_address(parser: argparse.ArgumentParser) -> None:
