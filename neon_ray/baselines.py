@@ -34,6 +34,8 @@ from neon_ray.episodes import (
     network_seed, run_networks, zoo_networks, slug,
 )
 from neon_ray.errors import ConfigError
+from neon_ray.fsio import check_output_dir
+from neon_ray.results import check_tolerance
 
 METHODS = ("random", "uniform", "magnitude")
 DEFAULT_RATE = {"uniform": 0.5, "magnitude": 0.5}
@@ -89,7 +91,8 @@ def check_rates(rate: float, max_layer_rate: float | None) -> None:
     """The magnitude baseline's rate in [0, 1) and per-layer cap in [rate, 1] (or None)."""
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
         raise ConfigError(f"magnitude --rate is the fraction of weights removed, in [0, 1); got {rate!r}")
-    if max_layer_rate is not None and not (isinstance(max_layer_rate, (int, float)) and rate <= max_layer_rate <= 1.0):
+    if max_layer_rate is not None and (isinstance(max_layer_rate, bool) or not isinstance(max_layer_rate, (int, float))
+                                       or not rate <= max_layer_rate <= 1.0):
         raise ConfigError(f"magnitude --max-layer-rate (most of one layer's weights that may go) must be in "
                           f"[rate, 1] = [{rate:g}, 1], got {max_layer_rate!r}")
 
@@ -159,9 +162,14 @@ def make_pruner(method: str, rate: float | None = None, *, tolerance: float | No
     check_env_config(env_config)
     if method not in METHODS:
         raise ConfigError(f"unknown baseline {method!r}; expected one of {', '.join(METHODS)}")
+    tolerance = check_tolerance(tolerance, f"{method} --tolerance (recorded with the rows)")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{method} --seed must be an integer >= 0, got {seed!r}")
     if method == "random":
         if rate is not None:
             raise ConfigError("the random baseline draws its keep-rates from the env's keep_rates; it takes no --rate")
+        if loops is not None and (isinstance(loops, bool) or not isinstance(loops, int) or loops < 1):
+            raise ConfigError(f"random --loops (passes over the hidden layers) must be an integer >= 1, got {loops!r}")
         loops = RANDOM_LOOPS if loops is None else loops
         env = {**env_config, "loops": loops, "tolerance": tolerance if tolerance is not None else _ENV_TOLERANCE}
         return EpisodePruner("random", f"loops={loops}", env, RandomChooser(seed), tolerance=tolerance, seed=seed)
@@ -170,7 +178,7 @@ def make_pruner(method: str, rate: float | None = None, *, tolerance: float | No
     rate = DEFAULT_RATE[method] if rate is None else rate
     if method == "magnitude":
         return MagnitudePruner(rate, max_layer_rate, finetune=dict(env_config.get("finetune", {})), seed=seed, tolerance=tolerance)
-    if not isinstance(rate, (int, float)) or not 0.0 < rate <= 1.0:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 < rate <= 1.0:
         raise ConfigError(f"uniform --rate is the keep-rate of every layer, in (0, 1]; got {rate!r}")
     env = {**env_config, "keep_rates": (float(rate),), "loops": 1, "remove_layer_action": False,
            "tolerance": tolerance if tolerance is not None else _ENV_TOLERANCE}
@@ -204,7 +212,10 @@ def run_baseline(
 
     `datasets` None takes every dataset of the zoo; `role` is 'train', 'test' or 'all'.
     `tolerance` is only recorded (for the share of networks within tolerance).
+    Settings and the `results` location are checked before any work.
     """
+    if results is not None:
+        check_output_dir(results, "results directory")
     pruner = make_pruner(method, rate, tolerance=tolerance, loops=loops, seed=seed, env_config=env_config,
                          max_layer_rate=max_layer_rate)
     networks = zoo_networks(zoo, datasets, role)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import tempfile
 import time
 import zlib
@@ -43,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from neon_ray.errors import ConfigError
+from neon_ray.fsio import atomic_write_bytes, check_output_dir
 
 Chooser = Callable[[np.ndarray], int]
 """Picks an action index from an observation."""
@@ -329,12 +329,7 @@ def save_pruned(save_dir: str | Path, zoo, network: dict, result: NetworkResult,
 
 def _write_atomic(path: Path, data: bytes) -> None:
     # readers (neon-ray compress) must never see a half-written file
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_bytes(path, data)
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,16 +383,48 @@ def run_networks(
     Rows are written to `results` one dataset at a time, as soon as that dataset's last
     network is done; pruned networks are saved as they finish. Returns every row.
     `max_in_flight` caps the tasks submitted at once (default: twice the cluster's CPUs).
-    """
-    from neon_ray.progress import Progress
-    from neon_ray.raysession import cluster_cpus, ray_session
-    from neon_ray.results import write_results
 
+    Output locations (`results`, `options.save_dir`) are checked before any work. With
+    `results`, the run's manifest (`results.start_run`) says 'running' with the networks
+    expected per dataset until the last row is written, then 'complete' ('failed' on an error;
+    a killed run stays 'running'), so readers can tell a half-finished run.
+    """
+    from neon_ray.results import check_run_id, finish_run, start_run
+
+    check_run_id(run_id)
+    if results is not None:
+        check_output_dir(results, "results directory")
+    if options.save_dir:
+        check_output_dir(options.save_dir, "directory for pruned networks (save_dir)")
     zoo = _open(zoo)
     queue = [row for _, row in networks.iterrows()]
     left = defaultdict(int)
     for row in queue:
         left[row["dataset"]] += 1
+    manifest = None
+    if results is not None:
+        methods = [pruner.method] + ([f"{pruner.method}+dc"] if options.compress else [])
+        manifest = start_run(results, run_id, pruner.method, dict(left), methods=methods, config_label=pruner.label)
+    try:
+        done_rows = _run_queue(zoo, pruner, queue, left, run_id, results, options, address, progress, max_in_flight)
+    except BaseException as exc:
+        if manifest is not None:
+            try:
+                finish_run(results, manifest, "failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+            except OSError:
+                pass  # the original error matters more; the manifest then still says 'running'
+        raise
+    if manifest is not None:
+        finish_run(results, manifest, "complete")
+    return pd.DataFrame([row for rows in done_rows.values() for row in rows])
+
+
+def _run_queue(zoo, pruner: Pruner, queue: list, left: dict, run_id: str, results, options: RunOptions,
+               address: str | None, progress: bool, max_in_flight: int | None) -> dict[str, list[dict]]:
+    from neon_ray.progress import Progress
+    from neon_ray.raysession import cluster_cpus, ray_session
+    from neon_ray.results import write_results
+
     done_rows: dict[str, list[dict]] = defaultdict(list)
     bar = Progress(len(queue), f"{pruner.method} {pruner.label}", enabled=progress)
     with ray_session(address) as ray:
@@ -425,7 +452,7 @@ def run_networks(
                 data_refs.pop(name, None)
                 if results is not None:
                     write_results(done_rows[name], results)
-    return pd.DataFrame([row for rows in done_rows.values() for row in rows])
+    return done_rows
 
 
 def slug(text: str) -> str:

@@ -1,14 +1,16 @@
 """Human-readable results: a markdown report with summary tables and plots."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pandas as pd
 
-from neon_ray.results import read_results, summarise
+from neon_ray.fsio import atomic_write_bytes, atomic_write_text, check_output_dir
+from neon_ray.results import check_tolerance, incomplete_messages, read_results, run_status, summarise
 
 
-def _plot_tradeoff(frame: pd.DataFrame, path: Path) -> None:
+def _plot_tradeoff(frame: pd.DataFrame) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,33 +25,50 @@ def _plot_tradeoff(frame: pd.DataFrame, path: Path) -> None:
     ax.set_ylabel("test accuracy change (pp)")
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
+    return buf.getvalue()
 
 
 def write_report(results: str | Path, out: str | Path, tolerance: float | None = None) -> Path:
-    """Write `out/report.md` (overall and per-dataset tables) and `out/tradeoff.png`."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write `out/report.md` (overall and per-dataset tables, run completeness) and `out/tradeoff.png`."""
+    return write_report_and_runs(results, out, tolerance)[0]
+
+
+def write_report_and_runs(results: str | Path, out: str | Path, tolerance: float | None = None) -> tuple[Path, pd.DataFrame]:
+    """`write_report`, also returning `results.run_status` (which runs are complete, incomplete or unknown)."""
+    out = check_output_dir(out, "report directory (--out)")  # before any work
+    check_tolerance(tolerance, "report tolerance")
     frame = read_results(results)
+    runs = run_status(results, frame)
     overall = summarise(frame, tolerance=tolerance)
     per_dataset = summarise(frame, by="dataset", tolerance=tolerance)
-    _plot_tradeoff(frame, out / "tradeoff.png")
+    plot = _plot_tradeoff(frame)
     fmt = lambda t: t.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else t.to_string(index=False)
+    warnings = [f"**Warning: {line}.**" for line in incomplete_messages(runs)]
+    run_table = runs[["run_id", "method", "status", "state", "networks", "expected"]].astype(object)
+    run_table = run_table.where(run_table.notna(), "-")
     text = "\n\n".join(
         [
             f"# neon-ray results: {results}",
             f"{len(frame)} rows, {frame['network_id'].nunique()} networks, methods: {', '.join(sorted(frame['method'].unique()))}",
+            *warnings,
             "## Overall",
             fmt(overall),
             "## Per dataset",
             fmt(per_dataset),
             "![reduction vs accuracy change](tradeoff.png)",
+            "## Runs",
+            "Status from the run manifests (`_runs/`): complete, incomplete (killed, failed or still running), "
+            "or unknown (rows written without a manifest, e.g. by older versions).",
+            fmt(run_table),
         ]
     )
-    path = out / "report.md"
-    path.write_text(text + "\n")
-    return path
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "tradeoff.png", plot)
+    path = atomic_write_text(out / "report.md", text + "\n")
+    return path, runs
 
 
 def _has_tabulate() -> bool:

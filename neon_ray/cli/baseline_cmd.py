@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from neon_ray.cli.common import add_address, csv_list, float_list
+from neon_ray.cli.common import add_address, csv_list, float_in, float_list, int_in
 
 
 def register(sub) -> None:
@@ -17,17 +17,17 @@ def register(sub) -> None:
     )
     p.add_argument("--zoo", required=True, help="zoo directory")
     p.add_argument("--method", required=True, choices=["random", "uniform", "magnitude"], help="which baseline")
-    p.add_argument("--rate", type=float, default=None,
+    p.add_argument("--rate", type=float_in(0, 1), default=None,
                    help="uniform: keep-rate of every layer (default 0.5); magnitude: fraction of weights removed (default 0.5)")
-    p.add_argument("--max-layer-rate", type=float, default=None,
+    p.add_argument("--max-layer-rate", type=float_in(0, 1), default=None,
                    help="magnitude: most of one layer's weights that may go (default 0.95; 1 allows emptying a layer)")
     p.add_argument("--datasets", type=csv_list, default=None, help="comma-separated datasets (default: all of the zoo)")
     p.add_argument("--role", choices=["train", "test", "all"], default="all", help="which networks (default all)")
-    p.add_argument("--tolerance", type=float, default=None, help="tolerance (pp) recorded with the rows, for the within-tolerance share")
-    p.add_argument("--loops", type=int, default=None, help="random only: passes over the hidden layers (default 4)")
+    p.add_argument("--tolerance", type=float_in(0, 100), default=None, help="tolerance (pp, in [0, 100]) recorded with the rows, for the within-tolerance share")
+    p.add_argument("--loops", type=int_in(1, 1000), default=None, help="random only: passes over the hidden layers (default 4)")
     p.add_argument("--keep-rates", type=float_list, default=None, help="random only: the action set (default 1.0,0.9,0.8,0.7,0.6)")
-    p.add_argument("--finetune-epochs", type=int, default=None, help="fine-tuning epochs at most after each step (default: the env's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of random actions and fine-tuning (default 0)")
+    p.add_argument("--finetune-epochs", type=int_in(1, 100_000), default=None, help="fine-tuning epochs at most after each step (default: the env's)")
+    p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0, help="seed of random actions and fine-tuning (default 0)")
     p.add_argument("--no-timing", action="store_true", help="skip latency measurements (faster, reproducible rows)")
     p.add_argument("--results", required=True, help="results directory (Hive-partitioned Parquet)")
     p.add_argument("--run-id", default=None, help="run ID of the rows (default: from method, rate/loops and seed)")

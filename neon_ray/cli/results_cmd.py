@@ -2,7 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
+import sys
+
+from neon_ray.cli.common import float_in
+
+_TOLERANCE = float_in(0, 100)
 
 
 def register(sub) -> None:
@@ -15,38 +22,72 @@ def register(sub) -> None:
     )
     summary.add_argument("results", help="results directory (Hive-partitioned Parquet)")
     summary.add_argument("--by", choices=["dataset", "role"], default=None, help="also break down by this column")
-    summary.add_argument("--tolerance", type=float, default=None, help="tolerance (pp) for rows without one, e.g. baselines")
+    summary.add_argument("--tolerance", type=_TOLERANCE, default=None,
+                         help="tolerance (pp, in [0, 100]) for rows without one, e.g. baselines")
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    summary.set_defaults(func=_summary)
+    summary.set_defaults(func=_with_warnings(_summary))
 
     report = rsub.add_parser("report", help="write a markdown table and plots of the results")
     report.add_argument("results", help="results directory")
     report.add_argument("--out", required=True, help="directory for report.md and PNG plots")
-    report.add_argument("--tolerance", type=float, default=None, help="tolerance (pp) for rows without one")
-    report.set_defaults(func=_report)
+    report.add_argument("--tolerance", type=_TOLERANCE, default=None, help="tolerance (pp, in [0, 100]) for rows without one")
+    report.set_defaults(func=_with_warnings(_report))
+
+
+@contextlib.contextmanager
+def _warnings_to_stderr():
+    """Library warnings (skipped files, dropped duplicates) as `neon-ray: warning: ...` lines on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("neon-ray: warning: %(message)s"))
+    logger = logging.getLogger("neon_ray")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def _warn_incomplete(runs) -> None:
+    from neon_ray.results import incomplete_messages
+
+    for line in incomplete_messages(runs):
+        print(f"neon-ray: warning: {line}", file=sys.stderr)
+
+
+def _with_warnings(func):
+    def run(args: argparse.Namespace) -> int:
+        with _warnings_to_stderr():
+            return func(args)
+    return run
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from neon_ray.results import format_table, read_results, summarise
+    from neon_ray.results import format_table, read_results, run_status, summarise
 
     frame = read_results(args.results)
+    runs = run_status(args.results, frame)
     overall = summarise(frame, tolerance=args.tolerance)
+    by = summarise(frame, by=args.by, tolerance=args.tolerance) if args.by else None
+    _warn_incomplete(runs)
     if args.json:
         doc = {"overall": overall.to_dict(orient="records")}
-        if args.by:
-            doc[f"by_{args.by}"] = summarise(frame, by=args.by, tolerance=args.tolerance).to_dict(orient="records")
+        if by is not None:
+            doc[f"by_{args.by}"] = by.to_dict(orient="records")
+        doc["runs"] = json.loads(runs.to_json(orient="records"))
         print(json.dumps(doc, indent=1, default=float))
         return 0
     print(format_table(overall))
-    if args.by:
+    if by is not None:
         print()
-        print(format_table(summarise(frame, by=args.by, tolerance=args.tolerance)))
+        print(format_table(by))
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from neon_ray.report import write_report
+    from neon_ray.report import write_report_and_runs
 
-    path = write_report(args.results, args.out, tolerance=args.tolerance)
+    path, runs = write_report_and_runs(args.results, args.out, tolerance=args.tolerance)
+    _warn_incomplete(runs)
     print(f"report written to {path}")
     return 0
