@@ -46,12 +46,14 @@ from neon_ray import metrics
 from neon_ray.compress import IMPORTANCE_METHODS, prune_layer, remove_layer
 from neon_ray.errors import ConfigError, DataError, NeonRayError
 from neon_ray.features import CLIP, OBS_SIZE, EpisodeContext, Progress, observe, probe_rows
-from neon_ray.finetune import FinetuneConfig, finetune
+from neon_ray.finetune import MAX_SEED, FinetuneConfig, finetune
 from neon_ray.rewards import StepOutcome, get_reward
 from neon_ray.spec import MLP
 
 DEFAULT_KEEP_RATES = (1.0, 0.9, 0.8, 0.7, 0.6)
 ROLE_FILTERS = ("train", "test", "all")
+# A tolerance is an accuracy drop in percentage points: 0 to 100.
+MAX_TOLERANCE = 100.0
 
 
 @dataclass(frozen=True)
@@ -106,24 +108,33 @@ class EnvConfig:
     def __post_init__(self) -> None:
         if isinstance(self.networks, str) and self.networks not in ROLE_FILTERS:
             raise ConfigError(f"env_config networks must be one of {ROLE_FILTERS} or a list of network IDs, got {self.networks!r}")
-        if not self.keep_rates or any(not isinstance(r, (int, float)) or not 0 < r <= 1 for r in self.keep_rates):
+        if not self.keep_rates or any(isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1
+                                      for r in self.keep_rates):
             raise ConfigError(f"env_config keep_rates must be a non-empty list of numbers in (0, 1], got {list(self.keep_rates)}")
-        if isinstance(self.loops, bool) or not isinstance(self.loops, int) or self.loops < 1:
-            raise ConfigError(f"env_config loops must be an integer >= 1, got {self.loops!r}")
+        _check_int("loops", self.loops, 1)
         if self.importance not in IMPORTANCE_METHODS:
             raise ConfigError(f"env_config importance must be one of {IMPORTANCE_METHODS}, got {self.importance!r}")
-        if self.probe_rows < 2:
-            raise ConfigError(f"env_config probe_rows must be >= 2, got {self.probe_rows}")
-        if self.num_workers < 0 or self.worker_index < 0:
-            raise ConfigError(f"env_config worker_index and num_workers must be >= 0, got {self.worker_index}, {self.num_workers}")
+        _check_int("probe_rows", self.probe_rows, 2)
+        _check_int("seed", self.seed, 0, MAX_SEED)
+        for name in ("worker_index", "num_workers", "vector_index"):
+            _check_int(name, getattr(self, name), 0)
+        for name in ("latency_batch", "latency_repeats", "memory_batch"):
+            _check_int(name, getattr(self, name), 1)
         self.tolerance_range()  # validates
 
     def tolerance_range(self) -> tuple[float, float]:
         """(lo, hi) in pp; lo == hi for a fixed tolerance."""
         tol = self.tolerance
-        lo, hi = (tol, tol) if isinstance(tol, (int, float)) else tuple(tol) if len(tol) == 2 else (None, None)
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi)) or not 0 <= lo <= hi:
-            raise ConfigError(f"env_config tolerance must be a number >= 0 or a pair [lo, hi] with 0 <= lo <= hi, got {tol!r}")
+        if isinstance(tol, (int, float)):
+            lo = hi = tol
+        elif isinstance(tol, (tuple, list)) and len(tol) == 2:
+            lo, hi = tol
+        else:
+            lo = hi = None
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (lo, hi)) \
+                or not 0 <= lo <= hi <= MAX_TOLERANCE:
+            raise ConfigError(f"env_config tolerance must be a number >= 0 or a pair [lo, hi] with 0 <= lo <= hi, "
+                              f"finite and at most {MAX_TOLERANCE:g} (accuracy pp), got {tol!r}")
         if self.tolerance_sampling not in ("log-uniform", "uniform"):
             raise ConfigError(f"env_config tolerance_sampling must be 'log-uniform' or 'uniform', got {self.tolerance_sampling!r}")
         if lo < hi and self.tolerance_sampling == "log-uniform" and lo == 0:
@@ -151,6 +162,12 @@ class EnvConfig:
         if isinstance(d.get("tolerance"), list):
             d["tolerance"] = tuple(d["tolerance"])
         return cls(**d)
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo or (hi is not None and value > hi):
+        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ConfigError(f"env_config {name} must be an integer {bound}, got {value!r}")
 
 
 def assign_datasets(datasets: list[str], worker_index: int, num_workers: int, costs: dict[str, float] | None = None) -> list[str]:

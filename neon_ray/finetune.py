@@ -15,7 +15,9 @@ Scope 'all' trains the whole network in train mode (every BatchNorm and Dropout 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,6 +27,19 @@ from neon_ray.spec import MLP
 from neon_ray.train import FitResult, TrainConfig, fit
 
 SCOPES = ("affected", "all")
+MAX_SEED = 2**32 - 1
+
+
+def check_number(name: str, value: Any, lo: float | None, hi: float | None, *, lo_open: bool = False) -> float:
+    """`value` as a float if it is a finite real number in [lo, hi] ((lo, hi] with lo_open), else a
+    ConfigError naming `name`, the value and the allowed range. Shared by the configs' __post_init__."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and (lo is None or (value > lo if lo_open else value >= lo)) and (hi is None or value <= hi)
+    if not ok:
+        left = "(-inf" if lo is None else f"{'(' if lo_open else '['}{lo:g}"
+        right = "inf)" if hi is None else f"{hi:g}]"
+        raise ConfigError(f"{name} must be a finite number in {left}, {right}, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -59,8 +74,9 @@ class FinetuneConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 2):
                 raise ConfigError(f"FinetuneConfig.{name} must be None or an integer >= 2, got {value!r}")
-        if not isinstance(self.lr, (int, float)) or self.lr <= 0:
-            raise ConfigError(f"FinetuneConfig.lr must be a positive number, got {self.lr!r}")
+        check_number("FinetuneConfig.lr", self.lr, 0, None, lo_open=True)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"FinetuneConfig.seed must be an integer in [0, {MAX_SEED}], got {self.seed!r}")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "FinetuneConfig":

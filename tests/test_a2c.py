@@ -15,6 +15,7 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 
 from neon_ray.agent.a2c import A2C, A2CConfig, a2c_loss
 from neon_ray.agent.algos import load_policy, make_algo_config
+from neon_ray.agent.export import export_from_algo
 from neon_ray.errors import ConfigError
 from toy_env import N_ACTIONS, ToyPruningEnv, expected_return
 
@@ -351,6 +352,7 @@ def test_checkpoint_round_trip_gives_the_same_greedy_actions(ray_session, tmp_pa
         for _ in range(5):
             algo.train()
         ckpt = algo.save_to_path(str(tmp_path / "ckpt"))
+        export_from_algo(algo, ckpt, "a2c")  # what training writes next to each checkpoint
         module = algo.get_module()
         observations = [_obs(b, t) for b in range(N_ACTIONS) for t in range(4)]
         expected = [int(np.argmax(_probs(module, o))) for o in observations]

@@ -9,11 +9,13 @@ import pytest
 from neon_ray.agent.a2c import A2C, A2CConfig
 from neon_ray.agent.algos import (
     POLICY_SUBDIR,
+    LoadedPolicy,
     SeedOnceEnvRunner,
     load_policy,
     make_algo_config,
     trial_cpus,
 )
+from neon_ray.agent.export import export_policy
 from neon_ray.errors import CheckpointError, ConfigError
 from toy_env import N_ACTIONS, ToyPruningEnv
 
@@ -64,19 +66,26 @@ def test_cpu_budget_is_enforced():
 
 
 def test_load_policy_without_ray(tmp_path):
+    # load_policy reads the pickle-free export (policy.json + policy.pt), not RLlib's checkpoint
     env = ToyPruningEnv()
     module = make_algo_config("a2c", ToyPruningEnv, seed=0).get_rl_module_spec(env=env).build()
-    module.save_to_path(tmp_path / POLICY_SUBDIR)
+    export_policy(module, tmp_path, "a2c")
     policy = load_policy(tmp_path, seed=0)
 
     obs, _ = env.reset(seed=1)
     probs = policy.action_probs(obs)
     assert probs.shape == (N_ACTIONS,) and probs.sum() == pytest.approx(1.0)
     assert policy(obs) == int(np.argmax(probs))
+    np.testing.assert_array_equal(probs, LoadedPolicy(module).action_probs(obs))
 
 
 def test_load_policy_names_a_bad_checkpoint(tmp_path):
-    with pytest.raises(CheckpointError, match="rl_module/default_policy is missing"):
+    with pytest.raises(CheckpointError, match="has no safe policy export"):
+        load_policy(tmp_path)
+    # an RLlib checkpoint alone is refused, not unpickled
+    module = make_algo_config("a2c", ToyPruningEnv, seed=0).get_rl_module_spec(env=ToyPruningEnv()).build()
+    module.save_to_path(tmp_path / POLICY_SUBDIR)
+    with pytest.raises(CheckpointError, match="holds an RLlib checkpoint but no safe policy export"):
         load_policy(tmp_path)
 
 

@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
+import shutil
 
+import numpy as np
 import pytest
 import torch
 
 from neon_ray.agent.apply import agent_env_config, apply_agent, prune_one
-from neon_ray.agent.training import AgentTrainConfig, load_agent, train_agent
+from neon_ray.agent.algos import POLICY_SUBDIR, LoadedPolicy
+from neon_ray.agent.training import AgentTrainConfig, RunDir, load_agent, train_agent
 from neon_ray.checkpoint import load_network
 from neon_ray.cli import prune_cmd
 from neon_ray.episodes import RunOptions
@@ -90,3 +94,64 @@ def test_apply_with_a_role_override_and_a_mismatched_action_set(zoo, run_dir):
     nid = zoo.network_ids(dataset=WINE)[0]
     with pytest.raises(ConfigError, match="policy has 4 actions but the env has 5"):
         prune_one(policy, zoo.load(nid)[0], zoo.dataset(WINE), {"keep_rates": (1.0, 0.9, 0.8, 0.7, 0.6)})
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('pwned')",)
+
+
+def test_trained_run_exports_the_policy_and_prune_never_unpickles(zoo, run_dir, tmp_path):
+    """A real run's export equals RLlib's module; with every RLlib pickle replaced, loading and pruning
+    still work and the attacker's code never runs."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    checkpoint = RunDir(run_dir).latest_checkpoint()
+    assert (checkpoint / "policy.json").is_file() and (checkpoint / "policy.pt").is_file()
+    policy, _ = load_agent(run_dir)
+    rllib = LoadedPolicy(RLModule.from_checkpoint(str(checkpoint / POLICY_SUBDIR)))  # our own, trusted file
+    obs = np.random.default_rng(1).uniform(-10, 10, (100, policy.module.observation_space.shape[0])).astype(np.float32)
+    np.testing.assert_array_equal([policy.action_probs(o) for o in obs], [rllib.action_probs(o) for o in obs])
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    marker = tmp_path / "marker"
+    pickles = sorted(copy.rglob("*.pkl"))
+    assert pickles
+    for path in pickles:
+        path.write_bytes(pickle.dumps(_Payload(marker)))
+    policy, cfg = load_agent(copy)
+    nid = zoo.network_ids(dataset=WINE)[0]
+    pruned = prune_one(policy, zoo.load(nid)[0], zoo.dataset(WINE), agent_env_config(cfg, tolerance=5), network_id=nid)
+    assert set(pruned.actions) <= set(KEEP)
+    frame = apply_agent(copy, datasets=[BC], role="test", tolerance=1, progress=False, options=RunOptions(timing=False))
+    assert len(frame) == 1
+    assert not marker.exists()
+
+
+def test_resuming_a_run_from_before_the_export_adds_it(run_dir, tmp_path):
+    """Migration path for runs trained before the safe format: prune refuses them, a (trusted) resume exports."""
+    from dataclasses import replace
+
+    from neon_ray.errors import CheckpointError
+
+    copy = tmp_path / "old"
+    shutil.copytree(run_dir, copy)
+    checkpoint = RunDir(copy).latest_checkpoint()
+    (checkpoint / "policy.json").unlink()
+    (checkpoint / "policy.pt").unlink()
+    with pytest.raises(CheckpointError, match="holds an RLlib checkpoint but no safe policy export"):
+        load_agent(copy)
+    cfg = replace(RunDir(copy).read_config(), out=str(copy))
+    broken = tmp_path / "broken"
+    shutil.copytree(copy, broken)
+    for path in broken.rglob("*.pkl"):  # truncated: resuming says so in one line, naming the checkpoint
+        path.write_bytes(path.read_bytes()[:10])
+    with pytest.raises(CheckpointError, match=r"iter_\d+: RLlib could not restore this checkpoint"):
+        train_agent(replace(cfg, out=str(broken)), resume=True, progress=False)
+    train_agent(cfg, resume=True, progress=False)
+    assert RunDir(copy).latest_checkpoint() == checkpoint and (checkpoint / "policy.json").is_file()
+    assert load_agent(copy)[0].module.action_space.n == len(KEEP)

@@ -157,6 +157,8 @@ def test_run_directory_holds_config_progress_and_checkpoints(zoo, short_run):
     assert (rows["episodes"] > 0).all() and (rows["env_steps"] > 0).all()
     kept = sorted(p.name for p in run.checkpoints.glob("iter_*"))
     assert kept == [f"iter_{i:06d}" for i in range(max(1, result.iterations - 1), result.iterations + 1)]
+    for name in kept:  # every kept checkpoint carries the pickle-free policy export
+        assert (run.checkpoints / name / "policy.json").is_file() and (run.checkpoints / name / "policy.pt").is_file()
     assert run.latest() == {"checkpoint": f"iter_{result.iterations:06d}", "iteration": result.iterations,
                             "episodes": result.episodes}
     assert result.checkpoint == run.checkpoints / f"iter_{result.iterations:06d}"

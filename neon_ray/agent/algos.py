@@ -1,8 +1,8 @@
 """Algorithm configs for the pruning agent (A2C or PPO) and loading a trained policy.
 
 `make_algo_config` is the one place that turns neon-ray's few agent settings into an RLlib
-`AlgorithmConfig`; `load_policy` reads the trained RLModule back from a checkpoint without
-Ray, for applying the agent to new networks.
+`AlgorithmConfig`; `load_policy` reads the trained policy back without Ray, for applying the
+agent to new networks, from the pickle-free export next to each checkpoint (see `export.py`).
 
 Settings common to both algorithms, and why:
 - `batch_mode="complete_episodes"`: every batch holds whole pruning episodes, so returns are
@@ -200,11 +200,12 @@ class LoadedPolicy:
     """A trained RLModule as `policy(obs, greedy=True) -> action`, no Ray needed.
 
     Observations go to the module as they come from the env: the configs built here add no
-    observation filter to the env-to-module pipeline.
+    observation filter to the env-to-module pipeline. `spec` is the export's policy.json.
     """
 
-    def __init__(self, module: RLModule, seed: int | None = None) -> None:
+    def __init__(self, module: RLModule, seed: int | None = None, spec: dict | None = None) -> None:
         self.module = module
+        self.spec = spec
         self._rng = np.random.default_rng(seed)
 
     def action_probs(self, obs: np.ndarray) -> np.ndarray:
@@ -231,15 +232,15 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def load_policy(checkpoint_dir: str | Path, *, seed: int | None = None) -> LoadedPolicy:
-    """Loads the policy from an `algo.save_to_path()` checkpoint directory.
+    """Loads the policy exported next to a checkpoint (policy.json + policy.pt, see `export.py`).
 
-    `seed` seeds the sampling of non-greedy actions.
+    Never unpickles: a checkpoint directory without the export is refused with a CheckpointError
+    (RLlib's own pickles run arbitrary code when loaded). `seed` seeds non-greedy actions.
     """
-    module_dir = Path(checkpoint_dir) / POLICY_SUBDIR
-    if not module_dir.is_dir():
-        raise CheckpointError(
-            f"{checkpoint_dir} is not an RLlib algorithm checkpoint: {POLICY_SUBDIR} is missing"
-        )
-    module = RLModule.from_checkpoint(module_dir)
-    module.eval()
-    return LoadedPolicy(module, seed=seed)
+    from neon_ray.agent.export import read_policy
+
+    folder = Path(checkpoint_dir).expanduser().absolute()
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: no such policy directory (expected policy.json + policy.pt)")
+    module, spec = read_policy(folder)
+    return LoadedPolicy(module, seed=seed, spec=spec)

@@ -13,12 +13,14 @@ datasets. `datasets` / `role` override that.
 
 On Ray every task loads the policy itself from the run's latest checkpoint directory (once per
 worker process); the policy needs no cluster, only the path, so on a multi-node cluster RUN must
-be on a filesystem the nodes share. Actions are greedy (the most likely keep-rate) unless
+be on a filesystem the nodes share. Only the checkpoint's pickle-free export (policy.json +
+policy.pt, see export.py) is read, never RLlib's pickles. Actions are greedy (the most likely keep-rate) unless
 `greedy=False`, which samples them with a per-network seed.
 """
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +28,7 @@ import pandas as pd
 from neon_ray.episodes import (
     Chooser, EpisodePruner, Pruned, RunOptions, n_actions, network_seed, prune_episode, run_networks, slug, zoo_networks,
 )
+from neon_ray.env import MAX_TOLERANCE
 from neon_ray.errors import ConfigError
 
 # env_config keys the episode runner sets per network (see episodes.check_env_config)
@@ -44,8 +47,9 @@ def agent_env_config(cfg, tolerance: float | None = None) -> dict:
             raise ConfigError(f"the agent was trained on tolerances {lo:g} to {hi:g} pp: give the tolerance to prune for "
                               f"(--tolerance A)")
         tolerance = cfg.tolerance
-    if not isinstance(tolerance, (int, float)) or tolerance < 0:
-        raise ConfigError(f"tolerance must be a number >= 0 (pp), got {tolerance!r}")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance) \
+            or not 0 <= tolerance <= MAX_TOLERANCE:
+        raise ConfigError(f"tolerance must be a number >= 0 and <= {MAX_TOLERANCE:g} (accuracy pp), got {tolerance!r}")
     return {**env, "tolerance": float(tolerance)}
 
 
@@ -75,7 +79,7 @@ class PolicyChooser:
     """Builds a network's chooser inside its Ray task from a checkpoint directory (picklable)."""
 
     def __init__(self, checkpoint: str | Path, greedy: bool = True, seed: int = 0):
-        self.checkpoint = str(Path(checkpoint).resolve())
+        self.checkpoint = str(Path(checkpoint).expanduser().resolve())
         self.greedy, self.seed = greedy, seed
 
     def __call__(self, network_id: str, env_actions: int) -> Chooser:
@@ -99,13 +103,15 @@ def agent_pruner(run_dir: str | Path, tolerance: float | None = None, greedy: bo
 
     Loads the policy once here, so a bad run directory fails before any task starts.
     """
-    from neon_ray.agent.training import RunDir, load_agent
+    from neon_ray.agent.algos import load_policy
+    from neon_ray.agent.training import agent_checkpoint
 
-    _policy, cfg = load_agent(run_dir)
-    checkpoint = RunDir(Path(run_dir)).latest_checkpoint()
+    run_dir = Path(run_dir).expanduser().resolve()
+    checkpoint, cfg = agent_checkpoint(run_dir)
+    load_policy(checkpoint)  # the export is complete and readable
     env = agent_env_config(cfg, tolerance)
     label = f"a={env['tolerance']:g} loops={cfg.loops}" + ("" if greedy else f" sample seed={seed}")
-    extra = {"agent": str(Path(run_dir).resolve()), "checkpoint": checkpoint.name, "greedy": greedy, "algo": cfg.algo}
+    extra = {"agent": str(run_dir), "checkpoint": checkpoint.name, "greedy": greedy, "algo": cfg.algo}
     pruner = EpisodePruner(f"neon-{cfg.algo}", label, env, PolicyChooser(checkpoint, greedy, seed),
                            tolerance=env["tolerance"], seed=seed, config=extra)
     return pruner, cfg
@@ -153,8 +159,24 @@ def apply_agent(
     """
     from neon_ray.zoo import open_zoo
 
+    run_dir = Path(run_dir).expanduser().resolve()
     pruner, cfg = agent_pruner(run_dir, tolerance, greedy, seed)
-    zoo = open_zoo(zoo if zoo is not None else cfg.zoo)
+    zoo = zoo if zoo is not None else cfg.zoo
+    if isinstance(zoo, (str, Path)):
+        zoo = open_zoo(Path(zoo).expanduser().resolve())
     networks = default_networks(zoo, cfg, datasets, role)
+    if networks.empty:
+        raise ConfigError(
+            f"no network to prune in zoo {zoo.root}: datasets {datasets if datasets is not None else 'of the run'}, "
+            f"role {role or 'of the run'} select none (the zoo's networks by dataset and role: {_roles(zoo)}); "
+            "choose other --datasets or --role")
     return run_networks(zoo, pruner, networks, run_id=run_id or default_run_id(pruner, run_dir), results=results,
                         options=options, address=address, progress=progress)
+
+
+def _roles(zoo) -> str:
+    manifest = zoo.manifest()
+    if manifest.empty:
+        return "none"
+    counts = manifest.groupby(["dataset", "role"]).size()
+    return ", ".join(f"{d}: {n} {r}" for (d, r), n in counts.items())

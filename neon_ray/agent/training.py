@@ -8,8 +8,14 @@ Run directory (RUN = cfg.out):
 
     RUN/config.json           the resolved AgentTrainConfig + the protocol's network selection
     RUN/progress.csv          one row per training iteration (also printed on the terminal)
-    RUN/checkpoints/iter_NNNNNN/   algo.save_to_path() checkpoints (the newest `keep_checkpoints`)
+    RUN/checkpoints/iter_NNNNNN/   algo.save_to_path() checkpoints (the newest `keep_checkpoints`), each
+                              with policy.json + policy.pt: the policy in a format that runs no code
     RUN/checkpoints/latest    JSON pointer to the newest complete checkpoint (atomically replaced)
+
+Applying an agent (`load_agent`, `prune`) reads only policy.json + policy.pt (see export.py);
+resuming training restores RLlib's own checkpoint, which unpickles files: trusted runs only.
+Nothing is written before every setting, the zoo selection and the CPU budget were checked; a
+run directory without a completed checkpoint is started again from scratch by a new run.
 
 Networks come from `protocols.select_networks`: protocol A without a holdout, B with one. The
 environment gets the training network IDs; it spreads their datasets over the EnvRunners by
@@ -23,6 +29,7 @@ same figures reach progress.csv, Ray Tune and TensorBoard.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import shutil
@@ -40,7 +47,8 @@ from neon_ray.agent.algos import ALGOS, LoadedPolicy, load_policy, make_algo_con
 from neon_ray.agent.protocols import Selection, select_networks
 from neon_ray.env import DEFAULT_KEEP_RATES, EnvConfig, PruningEnv
 from neon_ray.errors import CheckpointError, ConfigError, NeonRayError
-from neon_ray.finetune import FinetuneConfig
+from neon_ray.finetune import FinetuneConfig, check_number
+from neon_ray.fsio import atomic_write_text, check_output_dir, check_path_component
 from neon_ray.rewards import get_reward
 
 CONFIG_FILE = "config.json"
@@ -57,6 +65,8 @@ MAX_EMPTY_ITERATIONS = 3
 # CPUs of the algorithm's main process (which also hosts the learner); EnvRunners share the rest.
 MAIN_PROCESS_CPUS = 0.5
 SAMPLE_TIMEOUT_S = 1800.0
+# Seeds reach numpy's legacy global seeding through RLlib, which takes 32-bit values.
+MAX_SEED = 2**32 - 1
 PROGRESS_COLUMNS = ("iteration", "episodes_total", "episodes", "env_steps", "return_mean", "reduction_mean",
                     "reduction_geomean", "acc_change_pp_mean", "warmup", "seconds", "time_total_s")
 
@@ -128,7 +138,7 @@ class AgentTrainConfig:
         _check_int("num_env_runners", self.num_env_runners, 0)
         _check_int("checkpoint_every", self.checkpoint_every, 1)
         _check_int("keep_checkpoints", self.keep_checkpoints, 1)
-        _check_int("seed", self.seed, 0)
+        _check_int("seed", self.seed, 0, MAX_SEED)
         for name in ("episodes", "train_batch_size"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 1)
@@ -138,12 +148,10 @@ class AgentTrainConfig:
                 raise ConfigError(f"warmup_episodes={self.warmup_episodes}: warm-up is an A2C option; PPO has none (use 0)")
         if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
             raise ConfigError(f"hidden must be a non-empty list of positive integers, got {list(self.hidden)}")
-        if self.lr is not None and not self.lr > 0:
-            raise ConfigError(f"lr must be positive, got {self.lr!r}")
-        if not 0 < self.gamma <= 1:
-            raise ConfigError(f"gamma must be in (0, 1], got {self.gamma!r}")
-        if self.entropy_coeff < 0:
-            raise ConfigError(f"entropy_coeff must be >= 0, got {self.entropy_coeff!r}")
+        if self.lr is not None:
+            check_number("AgentTrainConfig.lr", self.lr, 0, None, lo_open=True)
+        check_number("AgentTrainConfig.gamma", self.gamma, 0, 1, lo_open=True)
+        check_number("AgentTrainConfig.entropy_coeff", self.entropy_coeff, 0, None)
         if isinstance(self.holdout, str) or (self.datasets is not None and isinstance(self.datasets, str)):
             raise ConfigError("datasets and holdout must be lists of dataset names, not a single string")
         get_reward(self.reward, **self.resolved_reward_params())  # names a bad reward or parameter
@@ -224,9 +232,11 @@ class AgentTrainConfig:
         return d
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def _check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum \
+            or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ConfigError(f"{name} must be an integer {bound}, got {value!r}")
 
 
 def mean_episode_steps(manifest: pd.DataFrame, network_ids: Sequence[str], loops: int) -> float:
@@ -268,16 +278,32 @@ class PruningMetricsCallback(RLlibCallback):
         result["neon"] = iteration_means(result)
 
 
+def _count(value: Any) -> int:
+    """A metric that counts something, as an int: 0 when missing, NaN or not a number.
+
+    RLlib reports NaN for a summed metric nobody logged this iteration (e.g. no episode finished
+    because an EnvRunner was restarted after a memory kill).
+    """
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return 0
+    return int(round(value)) if math.isfinite(value) and value > 0 else 0
+
+
 def iteration_means(result: dict) -> dict:
-    """This iteration's episode count and mean return / reduction / accuracy change (NaN if none)."""
+    """This iteration's episode count and mean return / reduction / accuracy change (0 and NaN if none)."""
     runners = result.get(ENV_RUNNER_RESULTS) or {}
-    n = float(runners.get("neon_episodes", 0.0) or 0.0)
+    n = _count(runners.get("neon_episodes", 0))
 
     def mean(key: str) -> float:
-        return float(runners.get(key, 0.0)) / n if n else float("nan")
+        try:
+            return float(runners.get(key, 0.0)) / n if n else float("nan")
+        except (TypeError, ValueError):
+            return float("nan")
 
     return {
-        "episodes": int(n),
+        "episodes": n,
         "return_mean": mean("neon_return_sum"),
         "reduction_mean": mean("neon_reduction_sum"),
         "reduction_geomean": math.exp(mean("neon_log_reduction_sum")) if n else float("nan"),
@@ -330,10 +356,10 @@ class RunDir:
     """Paths and atomic writes of a training run directory."""
 
     root: Path
-    """The run directory (a str is converted)."""
+    """The run directory (a str is converted; made absolute, so it works from any working directory)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
+        object.__setattr__(self, "root", Path(self.root).expanduser().absolute())
 
     @property
     def config_path(self) -> Path:
@@ -354,37 +380,63 @@ class RunDir:
             return None
         try:
             pointer = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"{path}: not a valid checkpoint pointer ({exc})") from None
-        if not (self.checkpoints / pointer.get("checkpoint", "")).is_dir():
-            raise CheckpointError(f"{path} points to {pointer.get('checkpoint')!r}, which is not in {self.checkpoints}")
+        name = pointer.get("checkpoint") if isinstance(pointer, dict) else None
+        if not isinstance(name, str) or not isinstance(pointer.get("iteration"), int):
+            raise CheckpointError(f"{path}: not a valid checkpoint pointer (expected "
+                                  '{"checkpoint": "iter_NNNNNN", "iteration": N, "episodes": N})')
+        try:
+            check_path_component(name, f"{path}: checkpoint")
+        except ConfigError as exc:
+            raise CheckpointError(str(exc)) from None
+        if not (self.checkpoints / name).is_dir():
+            raise CheckpointError(f"{path} points to {name!r}, which is not in {self.checkpoints}; "
+                                  "restore that checkpoint, or start a new run in another directory")
         return pointer
 
     def latest_checkpoint(self) -> Path:
         pointer = self.latest()
         if pointer is None:
-            raise CheckpointError(f"{self.root}: no checkpoint yet ({self.checkpoints / LATEST} is missing)")
+            raise CheckpointError(f"{self.root}: no completed checkpoint yet ({self.checkpoints / LATEST} is missing)")
         return self.checkpoints / pointer["checkpoint"]
 
     def read_config(self) -> AgentTrainConfig:
         if not self.config_path.is_file():
             raise NeonRayError(f"{self.root}: not an agent run directory ({CONFIG_FILE} is missing)")
-        return AgentTrainConfig.from_dict(json.loads(self.config_path.read_text())["config"])
+        try:
+            doc = json.loads(self.config_path.read_text())
+            saved = doc["config"]
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{self.config_path}: not a readable agent run configuration "
+                                  f"({type(exc).__name__}: {exc})") from None
+        if not isinstance(saved, dict):
+            raise CheckpointError(f"{self.config_path}: 'config' must be a JSON object")
+        try:
+            return AgentTrainConfig.from_dict(saved)
+        except TypeError as exc:
+            raise ConfigError(f"{self.config_path}: {exc}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"{self.config_path}: {exc}") from None
 
     def write_config(self, cfg: AgentTrainConfig, selection: Selection) -> None:
         doc = {"config": cfg.to_dict(), "selection": asdict(selection)}
-        _atomic_write(self.config_path, json.dumps(doc, indent=1, sort_keys=True))
+        atomic_write_text(self.config_path, json.dumps(doc, indent=1, sort_keys=True))
 
-    def save_checkpoint(self, algo, iteration: int, episodes: int, keep: int) -> Path:
-        """algo.save_to_path into a temporary folder, renamed into place, then the pointer moves."""
+    def save_checkpoint(self, algo, iteration: int, episodes: int, keep: int, algo_name: str) -> Path:
+        """algo.save_to_path and the policy export into a temporary folder, renamed into place, then the pointer moves."""
+        from neon_ray.agent.export import export_from_algo
+
         name = f"iter_{iteration:06d}"
         final, tmp = self.checkpoints / name, self.checkpoints / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        algo.save_to_path(str(tmp.resolve()))
+        algo.save_to_path(str(tmp))
+        export_from_algo(algo, tmp, algo_name)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
-        _atomic_write(self.checkpoints / LATEST, json.dumps({"checkpoint": name, "iteration": iteration, "episodes": episodes}))
+        atomic_write_text(self.checkpoints / LATEST,
+                          json.dumps({"checkpoint": name, "iteration": iteration, "episodes": episodes}))
         self._prune(keep, name)
         return final
 
@@ -392,6 +444,15 @@ class RunDir:
         older = sorted(p for p in self.checkpoints.glob("iter_*") if p.is_dir() and p.name != newest)
         for path in older[: max(0, len(older) - (keep - 1))]:
             shutil.rmtree(path, ignore_errors=True)
+
+    def clear_checkpoints(self) -> None:
+        """Remove the checkpoint folders and pointer a run left (before starting it again from scratch)."""
+        if not self.checkpoints.is_dir():
+            return
+        for path in list(self.checkpoints.glob("iter_*")) + list(self.checkpoints.glob(".iter_*.tmp")):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+        (self.checkpoints / LATEST).unlink(missing_ok=True)
 
     def progress_rows(self) -> list[dict]:
         if not self.progress_path.is_file():
@@ -405,12 +466,11 @@ class RunDir:
         self.write_progress(rows)
 
     def write_progress(self, rows: list[dict]) -> None:
-        tmp = self.progress_path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=PROGRESS_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-        tmp.replace(self.progress_path)
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=PROGRESS_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.progress_path, buffer.getvalue())
 
     def append_progress(self, row: dict) -> None:
         if not self.progress_path.is_file():
@@ -419,18 +479,21 @@ class RunDir:
             csv.DictWriter(fh, fieldnames=PROGRESS_COLUMNS).writerow(row)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+def check_run(run: RunDir, cfg: AgentTrainConfig, resume: bool) -> dict | None:
+    """What `cfg` may do with the run directory, checked without writing anything.
 
-
-def prepare_run(run: RunDir, cfg: AgentTrainConfig, selection: Selection, resume: bool) -> dict | None:
-    """Write or check RUN/config.json; returns the checkpoint pointer to resume from (or None)."""
+    Returns the checkpoint pointer to resume from (resume) or None (a fresh start). A directory
+    whose run never completed a checkpoint may be started again from scratch; with `resume` it
+    has nothing to resume from.
+    """
+    check_output_dir(run.root, "run directory (--out)")
     if resume:
         if not run.config_path.is_file():
             raise ConfigError(f"--resume: {run.root} holds no training run ({CONFIG_FILE} is missing); run without --resume")
+        pointer = run.latest()
+        if pointer is None:
+            raise ConfigError(f"--resume: nothing to resume from: {run.root} has no completed checkpoint; "
+                              "run without --resume to start it again from scratch")
         saved = run.read_config()
         diff = _differences(saved.identity(), cfg.identity())
         if diff:
@@ -438,17 +501,23 @@ def prepare_run(run: RunDir, cfg: AgentTrainConfig, selection: Selection, resume
                 f"--resume: {run.config_path} was written with other settings ({'; '.join(diff)}); "
                 "resume with the same settings, or start a new run in another directory"
             )
-        pointer = run.latest()
-        if pointer is None:
-            raise ConfigError(f"--resume: {run.root} has no checkpoint yet; run without --resume to start again")
-        run.write_config(cfg, selection)  # records the new episode target
         return pointer
-    if run.config_path.is_file() or run.latest() is not None:
+    if run.latest() is not None:
         raise ConfigError(f"{run.root} already holds a training run; pass --resume to continue it, or use another --out")
-    run.root.mkdir(parents=True, exist_ok=True)
-    run.write_config(cfg, selection)
-    run.write_progress([])
     return None
+
+
+def prepare_run(run: RunDir, cfg: AgentTrainConfig, selection: Selection, resume: bool) -> dict | None:
+    """check_run, then write RUN/config.json (and for a fresh start an empty progress.csv).
+
+    A fresh start over a run that never completed a checkpoint replaces what it left.
+    """
+    pointer = check_run(run, cfg, resume)
+    if pointer is None:
+        run.clear_checkpoints()
+        run.write_progress([])
+    run.write_config(cfg, selection)  # on resume: records the new episode target
+    return pointer
 
 
 def _differences(saved: dict, new: dict, prefix: str = "") -> list[str]:
@@ -487,18 +556,23 @@ def train_agent(cfg: AgentTrainConfig, address: str | None = None, resume: bool 
     """Train (or with `resume`, continue training) an agent until cfg.episodes episodes are done.
 
     Starts a local Ray, or joins `address` / the running Ray (see raysession.ray_session).
+    Everything (settings, run directory, zoo selection, CPU budget) is checked, and the algorithm
+    built, before the run directory is written. `resume` restores RLlib's own checkpoint, which
+    unpickles files: resume only runs you trust.
     """
+    from neon_ray.agent.export import export_from_algo, has_export
     from neon_ray.raysession import cluster_cpus, ray_session
     from neon_ray.zoo import open_zoo
 
     start = time.perf_counter()
     if not cfg.out:
         raise ConfigError("AgentTrainConfig.out: the run directory is required for training")
+    run = RunDir(cfg.out)
+    check_output_dir(run.root, "run directory (--out)")
     zoo = open_zoo(cfg.zoo)
     selection = select_networks(zoo, cfg.datasets, cfg.holdout)
     resolved = cfg.resolve(selection, zoo.manifest())
-    run = RunDir(cfg.out)
-    pointer = prepare_run(run, resolved, selection, resume)
+    pointer = check_run(run, resolved, resume)
     start_iteration = int(pointer["iteration"]) if pointer else 0
     with ray_session(address):
         cpus = cluster_cpus()
@@ -507,9 +581,20 @@ def train_agent(cfg: AgentTrainConfig, address: str | None = None, resume: bool 
                              seed=_resume_seed(resolved.seed, start_iteration))
         algo = config.build_algo()
         try:
+            if progress and pointer is None and run.config_path.is_file():
+                print(f"{run.root} holds a run without a completed checkpoint: starting it again from scratch", flush=True)
+            pointer = prepare_run(run, resolved, selection, resume)
             if pointer:
-                algo.restore_from_path(str((run.checkpoints / pointer["checkpoint"]).resolve()))
+                restored = run.checkpoints / pointer["checkpoint"]
+                try:
+                    algo.restore_from_path(str(restored))
+                except Exception as exc:  # UnpicklingError, EOFError, ...: a truncated or corrupt checkpoint
+                    raise CheckpointError(f"{restored}: RLlib could not restore this checkpoint "
+                                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                                          "it is truncated or corrupt") from exc
                 run.truncate_progress(algo.iteration)
+                if not has_export(restored):  # a checkpoint from before the safe export: add it
+                    export_from_algo(algo, restored, resolved.algo)
             _announce(resolved, selection, run, algo, progress)
             checkpoint = _train_loop(algo, resolved, run, progress)
         finally:
@@ -525,7 +610,7 @@ def _resume_seed(seed: int, iteration: int) -> int:
 
 
 def _episodes_done(algo) -> int:
-    return int(algo.metrics.peek((ENV_RUNNER_RESULTS, NUM_EPISODES_LIFETIME), default=0))
+    return _count(algo.metrics.peek((ENV_RUNNER_RESULTS, NUM_EPISODES_LIFETIME), default=0))
 
 
 def _announce(cfg: AgentTrainConfig, selection: Selection, run: RunDir, algo, progress: bool) -> None:
@@ -560,10 +645,10 @@ def _train_loop(algo, cfg: AgentTrainConfig, run: RunDir, progress: bool) -> Pat
         if progress:
             _print_row(row)
         if algo.iteration % cfg.checkpoint_every == 0:
-            run.save_checkpoint(algo, algo.iteration, row["episodes_total"], cfg.keep_checkpoints)
+            run.save_checkpoint(algo, algo.iteration, row["episodes_total"], cfg.keep_checkpoints, cfg.algo)
             saved_at = algo.iteration
     if saved_at != algo.iteration:
-        run.save_checkpoint(algo, algo.iteration, _episodes_done(algo), cfg.keep_checkpoints)
+        run.save_checkpoint(algo, algo.iteration, _episodes_done(algo), cfg.keep_checkpoints, cfg.algo)
     return run.latest_checkpoint()
 
 
@@ -580,7 +665,7 @@ def progress_row(result: dict, iteration: int, episodes_total: int, seconds: flo
         "iteration": iteration,
         "episodes_total": episodes_total,
         "episodes": means["episodes"],
-        "env_steps": int(runners.get("num_env_steps_sampled", 0) or 0),
+        "env_steps": _count(runners.get("num_env_steps_sampled", 0)),
         "return_mean": means["return_mean"],
         "reduction_mean": means["reduction_mean"],
         "reduction_geomean": means["reduction_geomean"],
@@ -601,8 +686,20 @@ def _print_row(row: dict) -> None:
 # ---------------------------------------------------------------------------- loading
 
 
-def load_agent(run_dir: str | Path, *, seed: int | None = None) -> tuple[LoadedPolicy, AgentTrainConfig]:
-    """The latest checkpoint's policy and the run's configuration; needs no Ray cluster."""
+def agent_checkpoint(run_dir: str | Path) -> tuple[Path, AgentTrainConfig]:
+    """(The run's latest checkpoint directory, the run's configuration), read once, paths absolute."""
     run = RunDir(run_dir)
+    if not run.root.is_dir():
+        raise CheckpointError(f"{run.root}: no such agent run directory")
     cfg = run.read_config()
-    return load_policy(run.latest_checkpoint(), seed=seed), cfg
+    return run.latest_checkpoint(), cfg
+
+
+def load_agent(run_dir: str | Path, *, seed: int | None = None) -> tuple[LoadedPolicy, AgentTrainConfig]:
+    """The latest checkpoint's policy and the run's configuration; needs no Ray cluster.
+
+    Reads only RUN/config.json, the `latest` pointer and the checkpoint's policy.json + policy.pt
+    (see export.py): nothing that can run code. A checkpoint without that export is refused.
+    """
+    checkpoint, cfg = agent_checkpoint(run_dir)
+    return load_policy(checkpoint, seed=seed), cfg

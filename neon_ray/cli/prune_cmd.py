@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import argparse
 
-from neon_ray.cli.common import add_address, csv_list
+from neon_ray.cli.common import add_address, csv_list, float_in, int_in
+
+MAX_TOLERANCE = 100.0  # accuracy pp, as neon_ray.env.MAX_TOLERANCE
+MAX_SEED = 2**32 - 1
 
 
 def register(sub) -> None:
@@ -16,14 +19,16 @@ def register(sub) -> None:
             "datasets; protocol A the test networks of the run's datasets. Prints the summary table at the end."
         ),
     )
-    p.add_argument("--agent", required=True, help="training run directory (RUN with config.json and checkpoints/)")
+    p.add_argument("--agent", required=True,
+                   help="training run directory (RUN with config.json and checkpoints/); only the latest checkpoint's "
+                        "policy.json + policy.pt are read, never RLlib's pickles")
     p.add_argument("--zoo", default=None, help="zoo directory (default: the one the agent trained on)")
     p.add_argument("--datasets", type=csv_list, default=None, help="comma-separated datasets (default: see above)")
     p.add_argument("--role", choices=["test", "all"], default=None, help="which networks of those datasets (default: see above)")
-    p.add_argument("--tolerance", type=float, default=None,
+    p.add_argument("--tolerance", type=float_in(0, MAX_TOLERANCE), default=None,
                    help="allowed accuracy drop in pp to prune for (required when the agent trained on a range)")
     p.add_argument("--sample", action="store_true", help="sample actions from the policy instead of taking the most likely one")
-    p.add_argument("--seed", type=int, default=0, help="seed of sampled actions and fine-tuning (default 0)")
+    p.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help="seed of sampled actions and fine-tuning (default 0)")
     p.add_argument("--results", required=True, help="results directory (Hive-partitioned Parquet)")
     p.add_argument("--save-networks", default=None, metavar="DIR", help="save pruned networks as DIR/{dataset}/{network_id}.json|.pt")
     p.add_argument("--compress", action="store_true",
@@ -35,13 +40,21 @@ def register(sub) -> None:
 
 
 def _prune(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from neon_ray.agent.apply import apply_agent
     from neon_ray.episodes import RunOptions
+    from neon_ray.fsio import check_output_dir
     from neon_ray.results import format_table, summarise
 
+    check_output_dir(args.results, "results directory (--results)")
+    if args.save_networks:
+        check_output_dir(args.save_networks, "pruned networks directory (--save-networks)")
     options = RunOptions(timing=not args.no_timing, compress=args.compress, save_dir=args.save_networks)
+    agent = Path(args.agent).expanduser().resolve()  # relative paths work from any working directory
+    zoo = str(Path(args.zoo).expanduser().resolve()) if args.zoo else None
     frame = apply_agent(
-        args.agent, zoo=args.zoo, datasets=args.datasets, role=args.role, tolerance=args.tolerance,
+        agent, zoo=zoo, datasets=args.datasets, role=args.role, tolerance=args.tolerance,
         greedy=not args.sample, seed=args.seed, results=args.results, run_id=args.run_id, options=options,
         address=args.address,
     )

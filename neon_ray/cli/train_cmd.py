@@ -7,9 +7,13 @@ for them, and a resumed run takes RUN/config.json's values, so `--resume` needs 
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import replace
 
-from neon_ray.cli.common import add_address, csv_list, float_list, int_list, tolerance_arg
+from neon_ray.cli.common import add_address, csv_list, float_in, float_list, int_in, int_list, tolerance_arg
+
+# Same bounds as AgentTrainConfig / FinetuneConfig / EnvConfig check (kept literal: importing them costs seconds).
+MAX_SEED = 2**32 - 1
 
 EPILOG = """\
 examples:
@@ -22,7 +26,10 @@ examples:
 
 RUN/config.json holds the resolved settings, RUN/progress.csv one row per iteration
 (episodes, mean return, mean parameter reduction x, mean val accuracy change in pp), and
-RUN/checkpoints/ the checkpoints (RUN/checkpoints/latest names the newest).
+RUN/checkpoints/ the checkpoints (RUN/checkpoints/latest names the newest). Each checkpoint
+also holds policy.json + policy.pt, the policy in a format that cannot run code: `neon-ray prune`
+reads only those. A run that stopped before its first checkpoint can be started again with the
+same command (it is overwritten); --resume needs a completed checkpoint.
 """
 
 # flag dest -> AgentTrainConfig field, for flags whose value is used as given
@@ -47,17 +54,21 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--zoo", default=None, help="zoo directory (see `neon-ray zoo build`); required unless --resume")
-    p.add_argument("--out", required=True, help="run directory RUN for config.json, progress.csv and checkpoints")
+    p.add_argument("--out", required=True,
+                   help="run directory RUN for config.json, progress.csv and checkpoints (a run there without a "
+                        "completed checkpoint is started again from scratch)")
     add_agent_arguments(p)
-    p.add_argument("--episodes", type=int, default=None,
+    p.add_argument("--episodes", type=int_in(1), default=None,
                    help="training episodes in total (default: NEON's 10 x training networks + warm-up)")
-    p.add_argument("--runners", type=int, default=None,
+    p.add_argument("--runners", type=int_in(0), default=None,
                    help="EnvRunner processes sampling in parallel (default 0: sample in this process)")
-    p.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every N iterations (default 10)")
-    p.add_argument("--keep-checkpoints", type=int, default=None, help="newest checkpoints kept (default 3)")
+    p.add_argument("--checkpoint-every", type=int_in(1), default=None, help="checkpoint every N iterations (default 10)")
+    p.add_argument("--keep-checkpoints", type=int_in(1), default=None, help="newest checkpoints kept (default 3)")
     p.add_argument("--resume", action="store_true",
                    help="continue RUN from its latest checkpoint with its saved settings; only --episodes, "
-                        "--runners, --checkpoint-every and --keep-checkpoints may change")
+                        "--runners, --checkpoint-every and --keep-checkpoints may change. Resuming loads RLlib's own "
+                        "checkpoint, which contains Python pickles that run code when loaded: resume only runs "
+                        "you trust (prune never loads them)")
     p.add_argument("--quiet", action="store_true", help="no per-iteration lines")
     add_address(p)
     p.set_defaults(func=_train)
@@ -74,8 +85,8 @@ def add_agent_arguments(p: argparse.ArgumentParser, sweep: bool = False) -> None
                        help="allowed accuracy drop in pp: A (fixed) or LO:HI (drawn per episode; default 1:50)")
     p.add_argument("--tolerance-sampling", choices=("log-uniform", "uniform"), default=None,
                    help="how LO:HI is drawn (default log-uniform)")
-    p.add_argument("--loops", type=int, default=None, help="passes over the hidden layers per episode (default 4)")
-    p.add_argument("--keep-rates", type=float_list, default=None,
+    p.add_argument("--loops", type=int_in(1), default=None, help="passes over the hidden layers per episode (default 4)")
+    p.add_argument("--keep-rates", type=keep_rates_arg, default=None,
                    help="keep-rate of each action, comma-separated (default 1.0,0.9,0.8,0.7,0.6)")
     p.add_argument("--remove-layer", action="store_true", default=None,
                    help="add an action that merges the current hidden layer away")
@@ -85,19 +96,35 @@ def add_agent_arguments(p: argparse.ArgumentParser, sweep: bool = False) -> None
                             "(default neon scaled so the largest |reward| is 1)")
     p.add_argument("--importance", choices=("l2", "l1", "activation"), default=None,
                    help="neuron importance when pruning (default l2)")
-    p.add_argument("--finetune-epochs", type=int, default=None, help="fine-tuning epochs at most per step (default 3)")
-    p.add_argument("--finetune-rows", type=int, default=None, help="training rows per fine-tuning epoch (default 2048)")
+    p.add_argument("--finetune-epochs", type=int_in(1), default=None, help="fine-tuning epochs at most per step (default 3)")
+    p.add_argument("--finetune-rows", type=int_in(2), default=None, help="training rows per fine-tuning epoch (default 2048)")
     p.add_argument("--finetune-scope", choices=("affected", "all"), default=None,
                    help="fine-tune the changed layers (default) or the whole network")
-    p.add_argument("--warmup", type=int, default=None,
+    p.add_argument("--warmup", type=int_in(0), default=None,
                    help="A2C random-action episodes training the critic only (default min(2N, 500); PPO 0)")
-    p.add_argument("--batch-steps", type=int, default=None,
+    p.add_argument("--batch-steps", type=int_in(1), default=None,
                    help="env steps per update (default about 4 episodes' worth)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default a2c 1e-3, ppo 3e-4)")
-    p.add_argument("--gamma", type=float, default=None, help="discount (default 0.99)")
-    p.add_argument("--entropy", type=float, default=None, help="entropy bonus weight (default 0.01)")
-    p.add_argument("--hidden", type=int_list, default=None, help="actor and critic hidden widths (default 64,64)")
-    p.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    p.add_argument("--lr", type=float_in(0, None, lo_open=True), default=None, help="learning rate (default a2c 1e-3, ppo 3e-4)")
+    p.add_argument("--gamma", type=float_in(0, 1, lo_open=True), default=None, help="discount (default 0.99)")
+    p.add_argument("--entropy", type=float_in(0), default=None, help="entropy bonus weight (default 0.01)")
+    p.add_argument("--hidden", type=hidden_arg, default=None, help="actor and critic hidden widths (default 64,64)")
+    p.add_argument("--seed", type=int_in(0, MAX_SEED), default=None, help="seed (default 0)")
+
+
+def keep_rates_arg(text: str) -> tuple[float, ...]:
+    """argparse type: comma-separated keep-rates, each a finite number in (0, 1]."""
+    rates = float_list(text)
+    if not rates or not all(math.isfinite(r) and 0 < r <= 1 for r in rates):
+        raise argparse.ArgumentTypeError(f"expected comma-separated keep-rates in (0, 1], got {text!r}")
+    return rates
+
+
+def hidden_arg(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated hidden widths, each an integer >= 1."""
+    widths = int_list(text)
+    if not widths or not all(w >= 1 for w in widths):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1, got {text!r}")
+    return widths
 
 
 def given_fields(args: argparse.Namespace, finetune) -> dict:
@@ -136,14 +163,15 @@ def _resumed_config(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from neon_ray.agent.training import CONFIG_FILE, train_agent
     from neon_ray.errors import ConfigError
+    from neon_ray.fsio import check_output_dir
 
+    out = check_output_dir(args.out, "run directory (--out)")
+    args.out = str(out)
     if args.resume:
-        if not (Path(args.out) / CONFIG_FILE).is_file():
-            raise ConfigError(f"--resume: {args.out} holds no training run ({CONFIG_FILE} is missing); run without --resume")
+        if not (out / CONFIG_FILE).is_file():
+            raise ConfigError(f"--resume: {out} holds no training run ({CONFIG_FILE} is missing); run without --resume")
         cfg = _resumed_config(args)
     else:
         cfg = agent_config_from_args(args, out=args.out)
