@@ -15,6 +15,13 @@ per split) is spread over the splits in proportion; the rows of smaller classes 
 plain random placement, and with `stratify=False` all rows do. The split depends only on the
 labels and the seed, never on the features.
 
+Minimum size. Every split must hold at least `MIN_SPLIT_ROWS` (10) rows, or accuracy on it is too
+coarse to early-stop on or to reward the agent with (one row is 0 % or 100 %); loading a smaller
+dataset raises `DataError` with the split sizes and the rows needed. With the default fractions
+(0.15 / 0.15) that is 64 rows. A class with no row in train, val or test gives a warning
+naming the split and the classes (it cannot be learned or measured there), logged once per
+process on the `neon_ray.data` logger.
+
 Preprocessing, fit on the training rows only and then applied to all three splits:
 
 - numeric columns: missing values are replaced by the training median (a column missing in
@@ -39,6 +46,7 @@ original values as text.
 """
 from __future__ import annotations
 
+import logging
 import math
 import zlib
 from collections.abc import Sequence
@@ -50,6 +58,9 @@ import pandas as pd
 import torch
 
 from neon_ray.errors import ConfigError, DataError
+from neon_ray.fsio import check_path_component
+
+log = logging.getLogger(__name__)
 
 SKLEARN_SETS = ("breast_cancer", "wine", "iris", "digits")
 SKLEARN_PREFIX = "sklearn:"
@@ -58,6 +69,8 @@ TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 MANIFEST_COLUMNS = ("name", "file", "format", "target_column")
 MAX_ONE_HOT_LEVELS = 64
 MIN_ROWS_TO_STRATIFY = 3
+MIN_SPLIT_ROWS = 10
+"""Fewest rows each of train, val and test may have (smaller splits cannot measure accuracy)."""
 MISSING_LEVEL = "<missing>"
 NA_MARKERS = ["?"]
 
@@ -91,8 +104,10 @@ class SplitConfig:
     def __post_init__(self) -> None:
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-                raise ConfigError(f"SplitConfig.{name} must be a number in (0, 1), got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 < value < 1:
+                raise ConfigError(f"SplitConfig.{name} must be a finite number in (0, 1), got {value!r}")
+        if not isinstance(self.stratify, (bool, np.bool_)):
+            raise ConfigError(f"SplitConfig.stratify must be true or false, got {self.stratify!r}")
         if self.val_fraction + self.test_fraction >= 1:
             raise ConfigError(
                 f"SplitConfig: val_fraction + test_fraction must be < 1 to leave training rows, "
@@ -213,6 +228,52 @@ def _within_class_quantiles(inverse: np.ndarray, counts: np.ndarray, rng: np.ran
     return (rank + rng.random(len(inverse))) / counts[inverse]
 
 
+def rows_needed(fractions: Sequence[float], minimum: int = MIN_SPLIT_ROWS) -> int | None:
+    """Fewest rows for which every part of `split_indices(y, fractions)` (and the rest) has `minimum` rows."""
+    start = max(math.floor((minimum - 0.5) / min(fractions)), minimum * (len(fractions) + 1))
+    for n in range(start, start + 10_000):
+        sizes = [max(1, round(n * f)) for f in fractions]
+        if min(sizes) >= minimum and n - sum(sizes) >= minimum:
+            return n
+    return None
+
+
+def check_split_sizes(where: str, sizes: dict[str, int], fractions: dict[str, float]) -> None:
+    """DataError naming every split below MIN_SPLIT_ROWS, the sizes and (where known) the rows needed.
+
+    `fractions` maps each split that is a fraction of the same rows to that fraction (the rest
+    of those rows is train); a split not in it (idx's official test set) is checked on its own.
+    """
+    small = {k: v for k, v in sizes.items() if v < MIN_SPLIT_ROWS}
+    if not small:
+        return
+    shown = ", ".join(f"{k} {v}" for k, v in sizes.items())
+    need = rows_needed(list(fractions.values())) if fractions else None
+    frac = ", ".join(f"{k}_fraction {v:g}" for k, v in fractions.items())
+    hint = f"; with {frac} that takes at least {need} rows" if need and set(small) & {"train", *fractions} else ""
+    raise DataError(
+        f"{where}: too few rows to measure accuracy: split sizes {shown}, but every split needs at least "
+        f"{MIN_SPLIT_ROWS} rows{hint} (use more data or larger fractions)"
+    )
+
+
+def warn_missing_classes(where: str, class_names: Sequence[str], splits: dict[str, np.ndarray | torch.Tensor]) -> None:
+    """Log a warning (once per process) for each split in which some class has no row at all."""
+    for which, y in splits.items():
+        present = set(np.unique(np.asarray(y)).tolist())
+        missing = [class_names[i] for i in range(len(class_names)) if i not in present]
+        if missing and (where, which) not in _warned:
+            _warned.add((where, which))
+            shown = ", ".join(repr(c) for c in missing[:8]) + (", ..." if len(missing) > 8 else "")
+            log.warning(
+                "%s: %d of %d classes have no row in the %s split (%d rows): %s",
+                where, len(missing), len(class_names), which, len(y), shown,
+            )
+
+
+_warned: set[tuple[str, str]] = set()
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading tables
 
@@ -244,6 +305,8 @@ def _table_suffix(path: Path) -> str | None:
 
 def _read_manifest(data_dir: Path) -> pd.DataFrame:
     path = data_dir / "MANIFEST.csv"
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DataError(f"data directory {data_dir} is a file, expected a directory with MANIFEST.csv")
     if not data_dir.is_dir():
         raise DataError(f"data directory not found: {data_dir}")
     if not path.is_file():
@@ -400,6 +463,11 @@ def dataset_from_frame(
         test, val, train = split_indices(y, [split.test_fraction, split.val_fraction], seed, split.stratify)
     except DataError as exc:
         raise DataError(f"{where}: {exc}") from exc
+    check_split_sizes(
+        where, {"train": len(train), "val": len(val), "test": len(test)},
+        {"val": split.val_fraction, "test": split.test_fraction},
+    )
+    warn_missing_classes(where, class_names, {"train": y[train], "val": y[val], "test": y[test]})
     X, feature_names = _encode_features(features, train, categorical, where)
     X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
     return Dataset(
@@ -436,6 +504,10 @@ def _load_path(spec: str, seed: int, split: SplitConfig) -> Dataset:
 
 def _load_manifest_entry(name: str, data_dir: Path, entry: pd.Series, seed: int, split: SplitConfig) -> Dataset:
     where = f"{data_dir / 'MANIFEST.csv'} (dataset {name!r})"
+    try:
+        check_path_component(name, "dataset name")
+    except ConfigError as exc:
+        raise DataError(f"{where}: {exc}; rename the entry in the name column") from exc
     fmt, path = entry["format"].strip(), data_dir / entry["file"].strip()
     if fmt == "idx":
         from neon_ray.idx import load_mnist
@@ -466,6 +538,10 @@ def load_dataset(
 ) -> Dataset:
     """Load, split and preprocess one dataset (see the module docstring for name forms and rules)."""
     seed, name = check_seed(seed), str(name)
+    if not isinstance(split, SplitConfig):
+        raise ConfigError(f"split must be a SplitConfig, got {split!r}")
+    if name.strip() == "" or any(ord(c) < 32 for c in name):
+        raise DataError(f"bad dataset name {name!r}: expected a MANIFEST name, sklearn:NAME or a file path, without control characters")
     if name.startswith(SKLEARN_PREFIX):
         return _load_sklearn(name[len(SKLEARN_PREFIX):], seed, split)
     if data_dir is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neon_ray.data import Dataset, check_seed, split_indices
+from neon_ray.data import Dataset, check_seed, check_split_sizes, split_indices, warn_missing_classes
 from neon_ray.errors import ConfigError, DataError
 
 IDX_TYPES: dict[int, np.dtype] = {
@@ -109,8 +109,9 @@ def load_mnist(
     directory, seed = Path(directory), check_seed(seed)
     if not directory.is_dir():
         raise DataError(f"MNIST folder not found: {directory}")
-    if isinstance(val_fraction, bool) or not 0 < val_fraction < 1:
-        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not math.isfinite(val_fraction) \
+            or not 0 < val_fraction < 1:
+        raise ConfigError(f"val_fraction must be a finite number in (0, 1), got {val_fraction!r}")
     train_images, train_labels = _read_pair(directory, "train_images", "train_labels")
     test_images, test_labels = _read_pair(directory, "test_images", "test_labels")
     if train_images.shape[1] != test_images.shape[1]:
@@ -122,6 +123,9 @@ def load_mnist(
         val, train = split_indices(y_train_all, [val_fraction], seed)
     except DataError as exc:
         raise DataError(f"{directory}: {exc}") from exc
+    check_split_sizes(str(directory), {"train": len(train), "val": len(val), "test": len(y_test)}, {"val": val_fraction})
+    class_names = [str(c) for c in classes]
+    warn_missing_classes(str(directory), class_names, {"train": y_train_all[train], "val": y_train_all[val], "test": y_test})
     X_train_all = torch.from_numpy(train_images).float().div_(255.0)
     side = int(round(math.sqrt(train_images.shape[1])))
     return Dataset(
@@ -131,7 +135,7 @@ def load_mnist(
         X_val=X_train_all[val], y_val=torch.from_numpy(y_train_all[val]),
         X_test=torch.from_numpy(test_images).float().div_(255.0), y_test=torch.from_numpy(y_test),
         feature_names=_pixel_names(train_images.shape[1], side),
-        class_names=[str(c) for c in classes],
+        class_names=class_names,
         n_rows=len(train_images) + len(test_images),
         source=str(directory),
     )

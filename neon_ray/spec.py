@@ -22,6 +22,10 @@ from neon_ray.errors import ConfigError
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 PRE_LAYERS = ("none", "batchnorm", "dropout")
+MAX_LAYERS = 64
+"""Most hidden layers a sampled architecture may have (SamplerConfig.min_layers / max_layers)."""
+MAX_WIDTH = 16384
+"""Widest hidden layer SamplerConfig.widths may list."""
 
 
 @dataclass(frozen=True)
@@ -198,14 +202,38 @@ class SamplerConfig:
     """Dropout probability where Dropout is drawn."""
 
     def __post_init__(self) -> None:
-        if not 1 <= self.min_layers <= self.max_layers:
+        for name in ("min_layers", "max_layers"):
+            _check_int(f"SamplerConfig.{name}", getattr(self, name), 1, MAX_LAYERS)
+        if self.min_layers > self.max_layers:
             raise ConfigError(f"SamplerConfig: need 1 <= min_layers <= max_layers, got {self.min_layers}, {self.max_layers}")
-        if not self.widths or min(self.widths) < 1:
-            raise ConfigError(f"SamplerConfig: widths must be positive, got {self.widths}")
+        widths = self.widths
+        if isinstance(widths, (str, bytes)) or not hasattr(widths, "__len__") or len(widths) == 0:
+            raise ConfigError(f"SamplerConfig.widths must be a non-empty list of integers in [1, {MAX_WIDTH}], got {widths!r}")
+        for w in widths:
+            _check_int("SamplerConfig.widths", w, 1, MAX_WIDTH, what="entries")
+        object.__setattr__(self, "widths", tuple(int(w) for w in widths))
         for name, probs, allowed in (("pre_probs", self.pre_probs, PRE_LAYERS), ("act_probs", self.act_probs, ACTIVATIONS)):
+            if not isinstance(probs, dict):
+                raise ConfigError(f"SamplerConfig.{name} must be a dict of probabilities over {sorted(allowed)}, got {probs!r}")
             unknown = set(probs) - set(allowed)
-            if unknown or not math.isclose(sum(probs.values()), 1.0, abs_tol=1e-6):
+            bad = [v for v in probs.values() if not _is_number(v) or not math.isfinite(v) or not 0 <= v <= 1]
+            if unknown or bad or not math.isclose(sum(probs.values()), 1.0, abs_tol=1e-6):
                 raise ConfigError(f"SamplerConfig: {name} must be probabilities over {sorted(allowed)} summing to 1, got {probs}")
+        if not _is_number(self.dropout_p) or not math.isfinite(self.dropout_p) or not 0 <= self.dropout_p < 1:
+            raise ConfigError(f"SamplerConfig.dropout_p must be a number in [0, 1), got {self.dropout_p!r}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_int(field_name: str, value, lo: int, hi: int, what: str = "") -> None:
+    """ConfigError naming the field, the value and the range unless `value` is an integer in [lo, hi]."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and lo <= value <= hi
+    if not ok:
+        subject = f"{field_name} {what}".strip()
+        raise ConfigError(f"{subject} must be integers in [{lo}, {hi}], got {value!r}" if what
+                          else f"{field_name} must be an integer in [{lo}, {hi}], got {value!r}")
 
 
 def sample_spec(rng: np.random.Generator, in_features: int, n_classes: int, cfg: SamplerConfig) -> ArchSpec:

@@ -6,11 +6,21 @@ large batch under no_grad, and the best weights are kept in memory.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from neon_ray.errors import ConfigError
+
+MAX_EPOCHS = 100_000
+"""Upper bound of TrainConfig.max_epochs and TrainConfig.patience."""
+MAX_BATCH_SIZE = 1_000_000
+"""Upper bound of TrainConfig.batch_size."""
+MAX_LR = 10.0
+"""Upper bound of TrainConfig.lr and TrainConfig.weight_decay."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,27 @@ class TrainConfig:
     """Stop after this many epochs without a better validation loss."""
     max_train_rows: int | None = None
     """Use at most this many training rows per epoch (a fresh random subset each epoch)."""
+
+    def __post_init__(self) -> None:
+        """Refuse out-of-range settings (ConfigError naming the field, value and allowed range)."""
+        for name, lo, hi in (("max_epochs", 1, MAX_EPOCHS), ("batch_size", 1, MAX_BATCH_SIZE), ("patience", 1, MAX_EPOCHS)):
+            _check_int(name, getattr(self, name), lo, hi)
+        if self.max_train_rows is not None:
+            _check_int("max_train_rows", self.max_train_rows, 2, None, "None or ")
+        if not _finite(self.lr) or not 0 < self.lr <= MAX_LR:
+            raise ConfigError(f"TrainConfig.lr must be a finite number in (0, {MAX_LR:g}], got {self.lr!r}")
+        if not _finite(self.weight_decay) or not 0 <= self.weight_decay <= MAX_LR:
+            raise ConfigError(f"TrainConfig.weight_decay must be a finite number in [0, {MAX_LR:g}], got {self.weight_decay!r}")
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_int(name: str, value, lo: int, hi: int | None, prefix: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+        allowed = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ConfigError(f"TrainConfig.{name} must be {prefix}an integer {'in ' if hi is not None else ''}{allowed}, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,18 @@ Layout of a zoo directory (see docs/architecture.md):
     ZOO/{dataset}/manifest.parquet        one row per finished network
     ZOO/{dataset}/networks/{id}.json|.pt  spec + metadata, state_dict
 
+Dataset folders. `dataset_slug` maps every dataset name to one safe folder name, distinct for
+distinct names: a plain name (letters, digits, `_`, `-`) is its own folder, `sklearn:NAME` is
+`sklearn_NAME`, and any other name (a file path, a name with dots or spaces) is a readable part
+plus a short hash of the full name. Slugs never contain a dot, so the network IDs built from
+them never look like a file suffix.
+
+Limits. At most `MAX_NETWORKS` (10000) networks per dataset. Every setting is validated when
+the `ZooConfig` is made, and the output location and an existing `zoo.json` are checked before
+any data is loaded or anything is written. A zoo whose `zoo.json` exists but which has no
+finished network yet may be rebuilt with other settings; once a network is finished, the
+settings are fixed.
+
 Ray tasks train networks and return their weights; the driver writes them (atomically, see
 checkpoint.py), so the build works on a multi-node cluster without a shared filesystem, and
 a re-run skips every network already written. The manifest is derived from the networks'
@@ -13,9 +25,14 @@ JSON files, so a crash can never leave it claiming a network that is not there.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import os
 import re
 import zlib
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,14 +40,23 @@ import numpy as np
 import pandas as pd
 
 from neon_ray.checkpoint import load_network, network_exists, read_header, save_network
-from neon_ray.data import SplitConfig, load_dataset
+from neon_ray.data import SKLEARN_PREFIX, SKLEARN_SETS, TABLE_SUFFIXES, SplitConfig, load_dataset
 from neon_ray.errors import ConfigError, NeonRayError
+from neon_ray.fsio import atomic_write, atomic_write_text, check_output_dir, check_path_component
 from neon_ray.progress import Progress
 from neon_ray.spec import ArchSpec, SamplerConfig, sample_spec
 from neon_ray.train import TrainConfig
 
 ZOO_FILE = "zoo.json"
 MANIFEST = "manifest.parquet"
+MAX_NETWORKS = 10_000
+"""Most networks per dataset (ZooConfig.networks, `zoo build --networks`)."""
+MAX_SEED = 2**32 - 1
+"""Largest ZooConfig.seed."""
+MAX_CPUS_PER_TASK = 1024
+"""Largest ZooConfig.cpus_per_task."""
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}")
+_SLUG_HASH_CHARS = 10
 
 
 @dataclass(frozen=True)
@@ -44,11 +70,11 @@ class ZooConfig:
     data_dir: str | None = None
     """Directory with MANIFEST.csv; not needed for sklearn: datasets."""
     networks: int = 30
-    """Networks per dataset."""
+    """Networks per dataset, 1 to MAX_NETWORKS (10000)."""
     test_networks: int = 6
     """How many of each dataset's networks the agent never trains on (role 'test')."""
     seed: int = 0
-    """Seed of the data splits, architectures, initial weights and roles."""
+    """Seed of the data splits, architectures, initial weights and roles (0 to 2**32 - 1)."""
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     """Architecture distribution."""
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -59,10 +85,32 @@ class ZooConfig:
     """Ray CPUs (and torch threads) per training task."""
 
     def __post_init__(self) -> None:
-        if not self.datasets:
+        if isinstance(self.out, os.PathLike):
+            object.__setattr__(self, "out", os.fspath(self.out))
+        if not isinstance(self.out, str):
+            raise ConfigError(f"ZooConfig.out must be a directory path, got {self.out!r}")
+        if isinstance(self.data_dir, os.PathLike):
+            object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
+        if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir.strip()):
+            raise ConfigError(f"ZooConfig.data_dir must be None or a directory path, got {self.data_dir!r}")
+        datasets = (self.datasets,) if isinstance(self.datasets, (str, os.PathLike)) else tuple(self.datasets or ())
+        datasets = tuple(dict.fromkeys(os.fspath(d) if isinstance(d, os.PathLike) else d for d in datasets))
+        if not datasets:
             raise ConfigError("ZooConfig: no datasets given")
-        if self.networks < 1 or not 0 <= self.test_networks <= self.networks:
-            raise ConfigError(f"ZooConfig: need networks >= 1 and 0 <= test_networks <= networks, got {self.networks}, {self.test_networks}")
+        for name in datasets:
+            _check_dataset_name(name)
+        _check_distinct_slugs(datasets, "ZooConfig.datasets")
+        object.__setattr__(self, "datasets", datasets)
+        _check_int("networks", self.networks, 1, MAX_NETWORKS)
+        _check_int("test_networks", self.test_networks, 0, self.networks, hi_name="networks")
+        _check_int("seed", self.seed, 0, MAX_SEED)
+        cpus = self.cpus_per_task
+        if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not math.isfinite(cpus) \
+                or not 0 < cpus <= MAX_CPUS_PER_TASK:
+            raise ConfigError(f"ZooConfig.cpus_per_task must be a finite number in (0, {MAX_CPUS_PER_TASK}], got {cpus!r}")
+        for name, kind in (("sampler", SamplerConfig), ("train", TrainConfig), ("split", SplitConfig)):
+            if not isinstance(getattr(self, name), kind):
+                raise ConfigError(f"ZooConfig.{name} must be a {kind.__name__}, got {getattr(self, name)!r}")
 
     def identity(self) -> dict:
         """The settings that must match for two builds to write into the same zoo."""
@@ -77,15 +125,58 @@ class ZooConfig:
         }
 
 
+def _check_int(name: str, value, lo: int, hi: int, hi_name: str | None = None) -> None:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        bound = f"{hi_name} = {hi}" if hi_name else str(hi)
+        raise ConfigError(f"ZooConfig.{name} must be an integer in [{lo}, {bound}], got {value!r}")
+
+
+def _check_dataset_name(name) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"ZooConfig.datasets: every dataset name must be a non-empty string, got {name!r}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ConfigError(f"ZooConfig.datasets: dataset name {name!r} contains a control character")
+    if name.strip() in (".", ".."):
+        raise ConfigError(f"ZooConfig.datasets: {name!r} is not a dataset name (expected a MANIFEST name, sklearn:NAME or a file path)")
+
+
+def _check_distinct_slugs(names, where: str) -> None:
+    seen: dict[str, str] = {}
+    for name in names:
+        slug = dataset_slug(name)
+        if seen.setdefault(slug, name) != name:
+            raise ConfigError(f"{where}: datasets {seen[slug]!r} and {name!r} would share the zoo folder {slug!r}; rename one")
+
+
 def dataset_slug(name: str) -> str:
-    """A filesystem-safe folder name for a dataset name such as `sklearn:wine` or a path."""
-    base = Path(name.split("#")[0]).name if ("/" in name or name.endswith((".csv", ".gz", ".parquet"))) else name
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", base)
+    """The zoo folder name of a dataset: one safe path component, distinct for distinct names, never with a dot.
+
+    A plain name (a letter or digit, then letters, digits, `_` or `-`, 80 characters at most;
+    every benchmark MANIFEST name) is its own folder, and `sklearn:NAME` of a bundled set is
+    `sklearn_NAME`. Any other name (a file path, `path#target`, a name with dots, spaces or
+    other characters) becomes a readable part (the file name without its table suffix, other
+    characters replaced by `_`, at most 40 characters) plus `-` and the first 10 hex digits of
+    the SHA-256 of the full name: `a/x.csv` and `b/x.csv` get different folders.
+    """
+    name = str(name)
+    if _PLAIN_NAME.fullmatch(name):
+        slug = name
+    elif name.startswith(SKLEARN_PREFIX) and name[len(SKLEARN_PREFIX):] in SKLEARN_SETS:
+        slug = "sklearn_" + name[len(SKLEARN_PREFIX):]
+    else:
+        path_part = name.rpartition("#")[0] if "#" in name else name
+        base = re.split(r"[\\/]", path_part)[-1]
+        suffix = next((s for s in sorted(TABLE_SUFFIXES, key=len, reverse=True) if base.lower().endswith(s)), "")
+        base = base[: len(base) - len(suffix)]
+        readable = re.sub(r"[^A-Za-z0-9_-]+", "_", base).strip("_-")[:40] or "dataset"
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:_SLUG_HASH_CHARS]
+        slug = f"{readable}-{digest}"
+    return check_path_component(slug, "dataset folder")
 
 
 def network_id(dataset: str, seed: int, index: int) -> str:
-    """Stable ID of a zoo network, the key every result is matched by."""
-    return f"{dataset_slug(dataset)}__s{seed}__n{index:03d}"
+    """Stable ID of a zoo network, the key every result is matched by: `{slug}__s{seed}__n{index:03d}`."""
+    return f"{dataset_slug(dataset)}__s{int(seed)}__n{int(index):03d}"
 
 
 def _stable_seed(*parts) -> int:
@@ -99,25 +190,26 @@ def assign_roles(dataset: str, cfg: ZooConfig) -> list[str]:
     return ["test" if i in test else "train" for i in range(cfg.networks)]
 
 
-def plan_networks(dataset: str, n_features: int, n_classes: int, cfg: ZooConfig) -> list[dict]:
-    """The architectures, seeds and roles of a dataset's networks, fully determined by cfg."""
+def iter_plans(dataset: str, n_features: int, n_classes: int, cfg: ZooConfig) -> Iterator[dict]:
+    """The architectures, seeds and roles of a dataset's networks, one at a time, fully determined by cfg."""
     rng = np.random.default_rng(_stable_seed("arch", dataset, cfg.seed))
     roles = assign_roles(dataset, cfg)
-    plans = []
     for i in range(cfg.networks):
         spec = sample_spec(rng, n_features, n_classes, cfg.sampler)
-        plans.append(
-            {
-                "network_id": network_id(dataset, cfg.seed, i),
-                "dataset": dataset,
-                "seed": cfg.seed,
-                "index": i,
-                "role": roles[i],
-                "init_seed": _stable_seed("init", dataset, cfg.seed, i),
-                "spec": spec.to_dict(),
-            }
-        )
-    return plans
+        yield {
+            "network_id": network_id(dataset, cfg.seed, i),
+            "dataset": dataset,
+            "seed": cfg.seed,
+            "index": i,
+            "role": roles[i],
+            "init_seed": _stable_seed("init", dataset, cfg.seed, i),
+            "spec": spec.to_dict(),
+        }
+
+
+def plan_networks(dataset: str, n_features: int, n_classes: int, cfg: ZooConfig) -> list[dict]:
+    """All of `iter_plans` as a list."""
+    return list(iter_plans(dataset, n_features, n_classes, cfg))
 
 
 def train_planned(plan: dict, data, train_cfg: TrainConfig) -> tuple[dict, dict]:
@@ -157,30 +249,77 @@ def _train_in_task(plan: dict, data, train_cfg: TrainConfig, threads: int) -> tu
     return train_planned(plan, data, train_cfg)
 
 
-def write_zoo_file(cfg: ZooConfig) -> None:
-    root = Path(cfg.out)
+def _read_zoo_file(path: Path) -> dict | None:
+    """The parsed zoo.json, None if there is none; ConfigError if it is not a zoo description."""
+    if not path.exists():
+        return None
+    if not path.is_file():
+        raise ConfigError(f"{path} exists and is not a file; expected the zoo description {ZOO_FILE}")
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable zoo description ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("identity"), dict) or not isinstance(doc.get("datasets", []), list):
+        raise ConfigError(f"{path}: not a neon-ray zoo description (expected keys 'identity' and 'datasets')")
+    return doc
+
+
+def _has_finished_network(root: Path, datasets: list[str]) -> bool:
+    for name in datasets:
+        try:
+            folder = root / dataset_slug(name) / "networks"
+        except ConfigError:
+            continue
+        if folder.is_dir() and next(folder.glob("*.json"), None) is not None:
+            return True
+    return False
+
+
+def check_zoo_file(cfg: ZooConfig) -> dict:
+    """Check, before any work, that `cfg` may build into `cfg.out`; returns the zoo.json document to write.
+
+    Refuses an output path that cannot be a directory, an unreadable zoo.json, other settings
+    than the zoo's once it has a finished network, and dataset names whose folders would clash.
+    Writes nothing.
+    """
+    if not str(cfg.out).strip():
+        raise ConfigError("zoo directory (--out) is empty; give a directory path")
+    root = check_output_dir(cfg.out, "zoo directory")
     path = root / ZOO_FILE
-    identity = cfg.identity()
+    identity = json.loads(json.dumps(cfg.identity()))
     datasets = list(cfg.datasets)
-    if path.is_file():
-        existing = json.loads(path.read_text())
-        if existing.get("identity") != json.loads(json.dumps(identity)):
-            raise ConfigError(f"{path}: this zoo was built with other settings (seed, data, sampler or training); use another --out")
-        datasets = list(dict.fromkeys(existing.get("datasets", []) + datasets))
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"identity": identity, "datasets": datasets}, indent=1, sort_keys=True))
-    tmp.replace(path)
+    existing = _read_zoo_file(path)
+    if existing is not None:
+        old_datasets = [d for d in existing.get("datasets", []) if isinstance(d, str)]
+        old_identity = existing["identity"]
+        if old_identity == identity:
+            datasets = list(dict.fromkeys(old_datasets + datasets))
+        elif _has_finished_network(root, old_datasets):
+            differ = sorted(k for k in set(identity) | set(old_identity) if identity.get(k) != old_identity.get(k))
+            raise ConfigError(
+                f"{path}: this zoo was built with other settings (differing: {', '.join(differ)}); "
+                "use another --out, or the zoo's own settings"
+            )
+        # else: nothing finished yet, so the zoo starts over with the new settings.
+    _check_distinct_slugs(datasets, str(path))
+    for name in datasets:
+        check_output_dir(root / dataset_slug(name) / "networks", f"network folder of dataset {name!r}")
+    return {"identity": identity, "datasets": datasets}
+
+
+def write_zoo_file(cfg: ZooConfig, doc: dict | None = None) -> None:
+    """Write ZOO/zoo.json (atomically), after `check_zoo_file` unless its document is given."""
+    doc = check_zoo_file(cfg) if doc is None else doc
+    atomic_write_text(Path(cfg.out) / ZOO_FILE, json.dumps(doc, indent=1, sort_keys=True))
 
 
 def write_manifest(root: Path, dataset: str) -> pd.DataFrame:
     """Rebuild a dataset's manifest from the network files present (atomic replace)."""
-    folder = root / dataset_slug(dataset)
-    rows = [read_header(p.with_suffix(""))["meta"] for p in sorted((folder / "networks").glob("*.json"))]
+    folder = Path(root) / dataset_slug(dataset)
+    stems = [p.parent / p.name[: -len(".json")] for p in sorted((folder / "networks").glob("*.json"))]
+    rows = [read_header(stem)["meta"] for stem in stems]
     frame = pd.DataFrame(rows).sort_values("index").reset_index(drop=True) if rows else pd.DataFrame()
-    tmp = folder / (MANIFEST + ".tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(folder / MANIFEST)
+    atomic_write(folder / MANIFEST, lambda fh: frame.to_parquet(fh, index=False))
     return frame
 
 
@@ -194,15 +333,18 @@ def build_zoo(
     as many as the cluster's CPUs allow). `in_process=True` trains one network after another
     in this process without Ray (small zoos in tests and benchmarks).
     """
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers must be None or an integer >= 1, got {workers!r}")
+    doc = check_zoo_file(cfg)  # output location and settings, before any data is read
     root = Path(cfg.out)
     work = []
     for name in cfg.datasets:
         data = load_dataset(name, cfg.data_dir, seed=cfg.seed, split=cfg.split)
-        plans = plan_networks(name, data.n_features, data.n_classes, cfg)
+        plans = iter_plans(name, data.n_features, data.n_classes, cfg)
         missing = [p for p in plans if not network_exists(_stem(root, p["network_id"], name))]
         if missing:
             work.append((data, missing))
-    write_zoo_file(cfg)
+    write_zoo_file(cfg, doc)
     if work and in_process:
         _train_here(cfg, work, progress)
     elif work:
@@ -243,10 +385,10 @@ def _stem(root: Path, nid: str, dataset: str) -> Path:
 def _run_tasks(ray, remote, todo, cfg: ZooConfig, root: Path, limit: int, progress: bool) -> None:
     bar = Progress(len(todo), "zoo build", enabled=progress)
     threads = max(1, int(cfg.cpus_per_task))
-    pending, queue = {}, list(todo)
+    pending, queue = {}, deque(todo)
     while queue or pending:
         while queue and len(pending) < limit:
-            plan, data_ref = queue.pop(0)
+            plan, data_ref = queue.popleft()
             pending[remote.remote(plan, data_ref, cfg.train, threads)] = plan
         done, _ = ray.wait(list(pending), num_returns=1)
         plan = pending.pop(done[0])
@@ -269,13 +411,26 @@ class Zoo:
         path = self.root / ZOO_FILE
         if not path.is_file():
             raise NeonRayError(f"{self.root}: not a neon-ray zoo (no {ZOO_FILE}); build one with `neon-ray zoo build`")
-        doc = json.loads(path.read_text())
+        doc = _read_zoo_file(path)
         self.identity = doc["identity"]
-        self.seed = int(self.identity["seed"])
-        self.data_dir = self.identity["data_dir"]
-        self.split = SplitConfig(**self.identity["split"])
+        try:
+            self.seed = int(self.identity["seed"])
+            self.data_dir = self.identity["data_dir"]
+            self.split = SplitConfig(**self.identity["split"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}: incomplete zoo description ({type(exc).__name__}: {exc})") from exc
         self._manifest: pd.DataFrame | None = None
-        self.datasets = [d for d in doc.get("datasets", []) if (self.root / dataset_slug(d) / MANIFEST).is_file()]
+        self.listed = [d for d in doc.get("datasets", []) if isinstance(d, str)]
+        """Every dataset zoo.json names, with or without finished networks."""
+        self.datasets = [d for d in self.listed if (self.root / dataset_slug(d) / MANIFEST).is_file()]
+        """The datasets with a manifest."""
+
+    def check_dataset(self, name: str) -> str:
+        """`name` if this zoo has that dataset; ConfigError naming the known datasets otherwise."""
+        if name not in self.listed:
+            known = ", ".join(self.listed) or "none"
+            raise ConfigError(f"{self.root}: no dataset {name!r} in this zoo (known datasets: {known})")
+        return name
 
     def manifest(self, dataset: str | None = None, role: str | None = None) -> pd.DataFrame:
         """One row per network (network_id, dataset, role, spec, arch, params, val_acc, test_acc, ...)."""

@@ -149,27 +149,27 @@ def test_text_in_a_numeric_column_is_an_error(tmp_path):
 
 
 def test_small_level_set_mixing_numbers_and_words_is_categorical(tmp_path):
-    frame = toy_frame(40).assign(children=["1", "2", "3", "more"] * 10)
+    frame = toy_frame(80).assign(children=["1", "2", "3", "more"] * 20)
     ds = load_dataset(write_csv(tmp_path, frame))
     assert ds.feature_names[2:] == ["children=1", "children=2", "children=3", "children=more"]
 
 
 def test_all_text_column_is_categorical(tmp_path):
-    frame = toy_frame(30).assign(colour=["red", "green", "blue"] * 10)
+    frame = toy_frame(90).assign(colour=["red", "green", "blue"] * 30)
     ds = load_dataset(write_csv(tmp_path, frame))
     assert ds.feature_names == ["rid", "x", "colour=blue", "colour=green", "colour=red"]
     one_hot = torch.cat([ds.X_train, ds.X_val, ds.X_test])[:, 2:]
-    assert torch.equal(one_hot.sum(1), torch.ones(30))
+    assert torch.equal(one_hot.sum(1), torch.ones(90))
 
 
 def test_mostly_text_column_with_some_numbers_is_categorical(tmp_path):
-    frame = toy_frame(30).assign(code=["a", "b", "3"] * 10)
+    frame = toy_frame(90).assign(code=["a", "b", "3"] * 30)
     ds = load_dataset(write_csv(tmp_path, frame))
     assert ds.feature_names[2:] == ["code=3", "code=a", "code=b"]
 
 
 def test_question_mark_reads_as_missing(tmp_path):
-    frame = toy_frame(30).assign(age=["40", "?", "20"] * 10)
+    frame = toy_frame(90).assign(age=["40", "?", "20"] * 30)
     ds = load_dataset(write_csv(tmp_path, frame))
     assert "age" in ds.feature_names
 
@@ -404,9 +404,10 @@ def test_numeric_text_labels_sort_as_numbers(tmp_path):
     assert labels_of(ds) == frame["target"].tolist()
 
 
-def test_rare_class_appears_in_class_names_even_if_absent_from_train(tmp_path):
+def test_rare_class_appears_in_class_names_even_if_absent_from_train(tmp_path, caplog):
     frame = pd.DataFrame({"rid": range(100), "target": ["common"] * 99 + ["rare"]})
     ds = load_dataset(write_csv(tmp_path, frame))
+    assert sum("have no row in the" in r.getMessage() and "'rare'" in r.getMessage() for r in caplog.records) == 2
     assert ds.class_names == ["common", "rare"] and ds.n_classes == 2
 
 

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 
+from neon_ray.cli.common import int_in
+
+MAX_SEED = 2**32 - 1
 DATA_DIR_HELP = "directory with MANIFEST.csv (without it: the scikit-learn bundled sets)"
 MAX_NAMES_SHOWN = 12
 
@@ -18,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show = sub.add_parser("show", help="load one dataset and print its splits, features and classes")
     show.add_argument("name", help="MANIFEST name, sklearn:NAME, or a .csv/.csv.gz/.parquet path[#target]")
     show.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
-    show.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split (default 0)")
+    show.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help=f"seed of the train/val/test split, 0 to {MAX_SEED} (default 0)")
     show.set_defaults(func=run_show)
 
 

@@ -3,7 +3,25 @@ from __future__ import annotations
 
 import argparse
 
-from neon_ray.cli.common import add_address, csv_list, int_list
+from neon_ray.cli.common import add_address, csv_list, int_in, int_list
+
+# The bounds below repeat those of ZooConfig, SamplerConfig and TrainConfig (which enforce them
+# too), so that --help can state them without importing torch.
+MAX_NETWORKS = 10_000
+MAX_SEED = 2**32 - 1
+MAX_LAYERS = 64
+MAX_WIDTH = 16384
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 1_000_000
+MAX_WORKERS = 10_000
+
+
+def width_list(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated hidden widths, each an integer in [1, MAX_WIDTH]."""
+    widths = int_list(text)
+    if not widths or not all(1 <= w <= MAX_WIDTH for w in widths):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers in [1, {MAX_WIDTH}], got {text!r}")
+    return widths
 
 
 def register(sub) -> None:
@@ -13,20 +31,28 @@ def register(sub) -> None:
     build = zsub.add_parser(
         "build",
         help="train NEON's random networks for each dataset, in parallel on Ray (resumable)",
-        description="Train --networks random networks per dataset. Re-running skips finished networks.",
+        description="Train --networks random networks per dataset. Re-running skips finished networks. "
+        "Every setting and the --out location are checked before anything is written.",
     )
     build.add_argument("--data-dir", default=None, help="directory with MANIFEST.csv (not needed for sklearn:NAME datasets)")
     build.add_argument("--datasets", type=csv_list, required=True, help="comma-separated dataset names, e.g. phoneme,diabetes or sklearn:wine")
-    build.add_argument("--networks", type=int, default=30, help="networks per dataset (default 30)")
-    build.add_argument("--test-networks", type=int, default=None, help="networks per dataset held out from agent training (default: 1 in 5)")
+    build.add_argument("--networks", type=int_in(1, MAX_NETWORKS), default=30,
+                       help=f"networks per dataset, 1 to {MAX_NETWORKS} (default 30)")
+    build.add_argument("--test-networks", type=int_in(0, MAX_NETWORKS), default=None,
+                       help="networks per dataset held out from agent training, 0 to --networks (default: 1 in 5)")
     build.add_argument("--out", required=True, help="zoo directory")
-    build.add_argument("--seed", type=int, default=0, help="seed of splits, architectures, weights and roles (default 0)")
-    build.add_argument("--widths", type=int_list, default=None, help="hidden widths to draw from (default 100,200,...,1000)")
-    build.add_argument("--max-layers", type=int, default=6, help="most hidden layers (default 6)")
-    build.add_argument("--max-epochs", type=int, default=100, help="training epochs at most (default 100; early stopping on val)")
-    build.add_argument("--patience", type=int, default=5, help="epochs without val improvement before stopping (default 5)")
-    build.add_argument("--batch-size", type=int, default=64, help="mini-batch size (default 64)")
-    build.add_argument("--workers", type=int, default=None, help="training tasks in flight (default: cluster CPUs)")
+    build.add_argument("--seed", type=int_in(0, MAX_SEED), default=0,
+                       help=f"seed of splits, architectures, weights and roles, 0 to {MAX_SEED} (default 0)")
+    build.add_argument("--widths", type=width_list, default=None,
+                       help=f"hidden widths to draw from, each 1 to {MAX_WIDTH} (default 100,200,...,1000)")
+    build.add_argument("--max-layers", type=int_in(1, MAX_LAYERS), default=6, help=f"most hidden layers, 1 to {MAX_LAYERS} (default 6)")
+    build.add_argument("--max-epochs", type=int_in(1, MAX_EPOCHS), default=100,
+                       help=f"training epochs at most, 1 to {MAX_EPOCHS} (default 100; early stopping on val)")
+    build.add_argument("--patience", type=int_in(1, MAX_EPOCHS), default=5,
+                       help="epochs without val improvement before stopping, >= 1 (default 5)")
+    build.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE), default=64,
+                       help=f"mini-batch size, 1 to {MAX_BATCH_SIZE} (default 64)")
+    build.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=None, help="training tasks in flight, >= 1 (default: cluster CPUs)")
     add_address(build)
     build.set_defaults(func=_build)
 
@@ -66,7 +92,10 @@ def _build(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from neon_ray.zoo import open_zoo
 
-    frame = open_zoo(args.zoo).manifest(args.dataset)
+    zoo = open_zoo(args.zoo)
+    if args.dataset is not None:
+        zoo.check_dataset(args.dataset)
+    frame = zoo.manifest(args.dataset)
     if frame.empty:
         print(f"zoo {args.zoo}: no networks")
         return 0
