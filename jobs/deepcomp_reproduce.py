@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -39,8 +40,11 @@ import torch
 from torch import nn
 
 from neon_ray.checkpoint import load_network, load_state_dict, network_exists, save_network
+from neon_ray.cli.common import int_in
 from neon_ray.deepcomp import DeepCompConfig, RetrainConfig, compress_model, format_table
 from neon_ray.deepcomp.lenet import build_lenet5, lenet_300_100_spec
+from neon_ray.errors import NeonRayError
+from neon_ray.fsio import atomic_write, atomic_write_text, check_output_dir
 from neon_ray.idx import load_mnist
 from neon_ray.spec import build_mlp
 from neon_ray.train import evaluate
@@ -103,7 +107,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "datasets", help="folder holding mnist/ (default ../shared/datasets)")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "deepcomp", help="output folder (default runs/deepcomp)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the validation split, initial weights and batches")
+    p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0, help="seed of the validation split, initial weights and batches")
     p.add_argument("--quick", action="store_true", help="tiny smoke version: few rows, one epoch per stage")
     p.add_argument("--skip-lenet5", action="store_true", help="only LeNet-300-100")
     p.add_argument("--retrain-dense", action="store_true", help="train the dense networks even if saved ones exist")
@@ -165,8 +169,7 @@ def dense_model(name: str, data, args, dense: DenseConfig):
         model.load_state_dict(load_state_dict(pt))
         return model.eval()
     train_dense(model, data, dense, args.seed)
-    pt.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), pt)
+    atomic_write(pt, lambda fh: torch.save(model.state_dict(), fh))
     return model
 
 
@@ -189,12 +192,17 @@ def reproduce(name: str, data, args) -> dict:
         "network": name, "config": cfg.to_dict(), "dense": asdict(dense), "rows": rows, "paper": PAPER[name], "quick": args.quick,
         "seconds_dense": trained - start, "seconds_compress": done - trained, "table_md": table,
     }
-    (args.out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    atomic_write_text(args.out / f"{name}.json", json.dumps(result, indent=1))
     return result
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        check_output_dir(args.out, "--out")
+    except NeonRayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     data = load_mnist(args.data_dir / "mnist", seed=args.seed)
@@ -206,7 +214,7 @@ def main(argv=None) -> int:
     for r in results:
         lines += [f"## {r['network']}", "", r["table_md"], "",
                   f"dense training {r['seconds_dense']:.0f}s, compression {r['seconds_compress']:.0f}s", ""]
-    (args.out / "results.md").write_text("\n".join(lines))
+    atomic_write_text(args.out / "results.md", "\n".join(lines))
     print(f"total {total / 60:.1f} min; tables in {args.out / 'results.md'}")
     return 0
 

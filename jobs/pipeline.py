@@ -15,6 +15,7 @@ Parquet results under OUT/results (smoke.json: about a minute on 2 CPUs).
 import argparse
 import sys
 
+from neon_ray.cli.common import int_in
 from neon_ray.cli.demo_cmd import run_spec
 from neon_ray.errors import NeonRayError
 
@@ -24,7 +25,7 @@ def main(argv=None) -> int:
     parser.add_argument("--spec", required=True, help="pipeline spec (JSON, see jobs/specs/)")
     parser.add_argument("--out", default=None, help="run directory (overrides the spec)")
     parser.add_argument("--data-dir", default=None, help="directory with MANIFEST.csv (overrides the spec)")
-    parser.add_argument("--episodes", type=int, default=None, help="agent training episodes (overrides the spec)")
+    parser.add_argument("--episodes", type=int_in(1), default=None, help="agent training episodes, >= 1 (overrides the spec)")
     parser.add_argument("--address", default=None, help="Ray cluster to join (default: the job's cluster, or a local Ray)")
     args = parser.parse_args(argv)
     try:

@@ -2,46 +2,32 @@
 
 A network `stem` is two files: `stem.pt` (tensors only, read with `weights_only=True`) and
 `stem.json` (format tag, spec, free-form metadata). Both are written to temporary names and
-renamed; the JSON is renamed last, so a network counts as present only once it is complete.
+renamed (`fsio.atomic_write`, so both get the project's one file mode, 0666 less the umask);
+the JSON is renamed last, so a network counts as present only once it is complete.
 """
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
 from neon_ray.errors import CheckpointError
+from neon_ray.fsio import atomic_write, atomic_write_text
 from neon_ray.spec import ArchSpec, MLP, build_mlp
 
 FORMAT = "neon-ray-network/1"
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_network(model: MLP, stem: str | Path, meta: dict | None = None) -> Path:
     """Write `stem.pt` and `stem.json`; returns the JSON path."""
     stem = Path(stem)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    _atomic_write(stem.with_suffix(".pt"), lambda fh: torch.save(state, fh))
+    atomic_write(stem.with_suffix(".pt"), lambda fh: torch.save(state, fh))
     doc = {"format": FORMAT, "spec": model.spec.to_dict(), "meta": meta or {}}
-    _atomic_write(stem.with_suffix(".json"), lambda fh: fh.write(json.dumps(doc, indent=1, sort_keys=True).encode()))
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(doc, indent=1, sort_keys=True))
     return stem.with_suffix(".json")
 
 

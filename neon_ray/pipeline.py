@@ -9,12 +9,24 @@ has never seen; the baselines run on exactly those networks.
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from neon_ray.errors import ConfigError
+from neon_ray.fsio import atomic_write_text, check_output_dir
 
 SKLEARN_DEMO = ("sklearn:breast_cancer", "sklearn:digits", "sklearn:iris", "sklearn:wine")
+ALGOS = ("a2c", "ppo")
+BASELINES = ("random", "uniform", "magnitude")
+MAX_NETWORKS = 10_000
+MAX_LAYERS = 64
+MAX_WIDTH = 16_384
+MAX_EPOCHS = 100_000
+MAX_SEED = 2**32 - 1
+LIST_FIELDS = ("datasets", "holdout", "widths", "baselines", "train_tolerance")
+"""Fields a spec gives as JSON lists (tuples here)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,43 @@ class PipelineConfig:
     """Fraction of weights the magnitude baseline removes."""
 
     def __post_init__(self) -> None:
+        """Refuse bad values before any work: ConfigError naming the field, the value and what is allowed."""
+        if not isinstance(self.out, (str, os.PathLike)) or not str(self.out):
+            raise ConfigError(f"PipelineConfig.out must be a directory path, got {self.out!r}")
+        for name in ("datasets", "holdout", "baselines"):
+            value = getattr(self, name)
+            if not isinstance(value, (tuple, list)) or not all(isinstance(v, str) and v for v in value):
+                raise ConfigError(f"PipelineConfig.{name} must be a list of names, got {value!r}")
+        if not self.datasets:
+            raise ConfigError("PipelineConfig.datasets is empty; give at least two datasets (one to train on, one held out)")
+        if self.data_dir is not None and not isinstance(self.data_dir, (str, os.PathLike)):
+            raise ConfigError(f"PipelineConfig.data_dir must be a directory path or null, got {self.data_dir!r}")
+        _int("networks", self.networks, 1, MAX_NETWORKS)
+        _int("test_networks", self.test_networks, 0, self.networks - 1)  # every dataset keeps a 'train' network
+        if not isinstance(self.widths, (tuple, list)) or not self.widths:
+            raise ConfigError(f"PipelineConfig.widths must be a non-empty list of integers in [1, {MAX_WIDTH}], got {self.widths!r}")
+        for i, width in enumerate(self.widths):
+            _int(f"widths[{i}]", width, 1, MAX_WIDTH)
+        _int("max_layers", self.max_layers, 1, MAX_LAYERS)
+        _int("zoo_epochs", self.zoo_epochs, 1, MAX_EPOCHS)
+        _int("seed", self.seed, 0, MAX_SEED)
+        if self.algo not in ALGOS:
+            raise ConfigError(f"PipelineConfig.algo must be one of {ALGOS}, got {self.algo!r}")
+        tol = self.train_tolerance
+        if not isinstance(tol, (tuple, list)) or len(tol) != 2:
+            raise ConfigError(f"PipelineConfig.train_tolerance must be a pair [lo, hi] of percentage points, got {tol!r}")
+        lo = _number("train_tolerance[0]", tol[0], 0, 100)
+        _number("train_tolerance[1]", tol[1], lo, 100)
+        _number("tolerance", self.tolerance, 0, 100)
+        _int("loops", self.loops, 1, None)
+        _int("episodes", self.episodes, 1, None)
+        _int("runners", self.runners, 0, None)
+        _int("finetune_epochs", self.finetune_epochs, 1, MAX_EPOCHS)
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise ConfigError(f"PipelineConfig.baselines: unknown {unknown}, expected some of {list(BASELINES)}")
+        _number("uniform_rate", self.uniform_rate, 0, 1, lo_open=True)
+        _number("magnitude_rate", self.magnitude_rate, 0, 1, hi_open=True)
         missing = set(self.holdout) - set(self.datasets)
         if missing:
             raise ConfigError(f"pipeline holdout {sorted(missing)} is not among the datasets {list(self.datasets)}")
@@ -74,27 +123,58 @@ class PipelineConfig:
         return Path(self.out).resolve()
 
 
+def _int(name: str, value, lo: int, hi: int | None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+        allowed = f"[{lo}, {hi}]" if hi is not None else f"[{lo}, inf)"
+        raise ConfigError(f"PipelineConfig.{name} must be an integer in {allowed}, got {value!r}")
+    return value
+
+
+def _number(name: str, value, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    if not ok:
+        allowed = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise ConfigError(f"PipelineConfig.{name} must be a finite number in {allowed}, got {value!r}")
+    return float(value)
+
+
 def load_spec(path: str | Path, **overrides) -> PipelineConfig:
     """A PipelineConfig from a JSON spec file; `overrides` that are not None replace its values."""
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(), parse_constant=_no_constant)
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: pipeline spec not found") from exc
-    except json.JSONDecodeError as exc:
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a directory, expected a pipeline spec (JSON file)") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file ({exc})") from exc
+    except ValueError as exc:  # JSONDecodeError, and NaN / Infinity refused by _no_constant
         raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a JSON object of PipelineConfig fields, got {type(doc).__name__}")
     known = {f.name for f in fields(PipelineConfig)}
     unknown = sorted(set(doc) - known - {"description"})
     if unknown:
         raise ConfigError(f"{path}: unknown keys {unknown}; expected some of {sorted(known)}")
     doc.pop("description", None)
     doc.update({k: v for k, v in overrides.items() if v is not None})
-    for key in ("datasets", "holdout", "widths", "baselines", "train_tolerance"):
+    for key in LIST_FIELDS:
         if key in doc:
+            if not isinstance(doc[key], list | tuple):  # a string would become a tuple of its characters
+                raise ConfigError(f"{path}: {key} must be a JSON list, got {doc[key]!r}")
             doc[key] = tuple(doc[key])
     if "out" not in doc:
         raise ConfigError(f"{path}: no output directory (give --out)")
-    return PipelineConfig(**doc)
+    try:
+        return PipelineConfig(**doc)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number a pipeline spec may hold (values must be finite)")
 
 
 def zoo_config(cfg: PipelineConfig):
@@ -155,8 +235,9 @@ def run_pipeline(cfg: PipelineConfig, address: str | None = None, progress: bool
     from neon_ray.zoo import build_zoo
 
     root, results = cfg.root, cfg.root / "results"
+    check_output_dir(root, "pipeline run directory")
     root.mkdir(parents=True, exist_ok=True)
-    (root / "pipeline.json").write_text(json.dumps(asdict(cfg), indent=1))
+    atomic_write_text(root / "pipeline.json", json.dumps(asdict(cfg), indent=1))
     agent = agent_config(cfg)
     with ray_session(address):
         _stage(progress, f"1/4 zoo: {cfg.networks} networks x {len(cfg.datasets)} datasets -> {root / 'zoo'}")

@@ -18,8 +18,10 @@ On a multi-node cluster `out` (and the zoo) must be on a filesystem every node s
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,6 +31,7 @@ import pandas as pd
 from neon_ray.agent.algos import trial_cpus
 from neon_ray.agent.training import AgentTrainConfig, algo_config
 from neon_ray.errors import ConfigError, NeonRayError
+from neon_ray.fsio import atomic_write, check_output_dir
 from neon_ray.rewards import get_reward
 
 SUMMARY_FILE = "summary.parquet"
@@ -49,6 +52,11 @@ class RewardVariant:
     """Reward parameters; empty takes AgentTrainConfig's default (NEON's rewards: the 64,000 scale)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.params, dict):
+            raise ConfigError(f"reward {self.reward!r}: params must be a dict, got {self.params!r}")
+        for key, value in self.params.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"reward {self.reward!r}: parameter {key}={value!r} must be a finite number")
         get_reward(self.reward, **self.params)  # names a bad reward or parameter
 
     @property
@@ -110,20 +118,29 @@ class SweepConfig:
     """The summary averages each trial's episodes over its last this many iterations."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.base, AgentTrainConfig):
+            raise ConfigError(f"sweep: base must be an AgentTrainConfig, got {type(self.base).__name__}")
+        if not isinstance(self.out, (str, os.PathLike)) or not str(self.out):
+            raise ConfigError(f"sweep: out must be a directory path, got {self.out!r}")
         if not self.tolerances:
             raise ConfigError("sweep: tolerances is empty; give at least one")
         if not self.rewards:
             raise ConfigError("sweep: rewards is empty; give at least one")
         for tol in self.tolerances:
+            for value in (tol if isinstance(tol, (tuple, list)) else (tol,)):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                        or not 0 <= value <= 100:
+                    raise ConfigError(f"sweep: tolerance must be a number >= 0 and <= 100 (finite, percentage "
+                                      f"points; or a pair [lo, hi] of them), got {tol!r}")
             replace(self.base, tolerance=tol)  # AgentTrainConfig validates each one
-        if self.iterations is not None and (isinstance(self.iterations, bool) or self.iterations < 1):
-            raise ConfigError(f"sweep: iterations must be an integer >= 1, got {self.iterations!r}")
-        if not self.cpus_per_trial > 0:
-            raise ConfigError(f"sweep: cpus_per_trial must be positive, got {self.cpus_per_trial!r}")
-        if self.concurrent is not None and self.concurrent < 1:
-            raise ConfigError(f"sweep: concurrent must be >= 1, got {self.concurrent!r}")
-        if self.summary_iterations < 1:
-            raise ConfigError(f"sweep: summary_iterations must be >= 1, got {self.summary_iterations!r}")
+        if self.iterations is not None:
+            _check_count("iterations", self.iterations)
+        if isinstance(self.cpus_per_trial, bool) or not isinstance(self.cpus_per_trial, (int, float)) \
+                or not math.isfinite(self.cpus_per_trial) or not self.cpus_per_trial > 0:
+            raise ConfigError(f"sweep: cpus_per_trial must be a finite number in (0, inf), got {self.cpus_per_trial!r}")
+        if self.concurrent is not None:
+            _check_count("concurrent", self.concurrent)
+        _check_count("summary_iterations", self.summary_iterations)
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
             raise ConfigError(f"sweep: name {self.name!r} must use letters, digits, '_', '.', '-' only")
 
@@ -135,6 +152,11 @@ class SweepConfig:
         """The grid's agent configurations, tolerance-major."""
         return [replace(self.base, tolerance=tol, reward=v.reward, reward_params=dict(v.params) or None)
                 for tol in self.tolerances for v in self.rewards]
+
+
+def _check_count(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"sweep: {name} must be an integer >= 1, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -157,6 +179,7 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, progress: bool = Tru
     from neon_ray.raysession import cluster_cpus, ray_session
     from neon_ray.zoo import open_zoo
 
+    check_output_dir(cfg.out, "sweep output directory")
     if cfg.experiment_dir.exists():
         raise ConfigError(f"{cfg.experiment_dir} exists already; choose another --name or --out")
     zoo = open_zoo(cfg.base.zoo)
@@ -183,17 +206,33 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, progress: bool = Tru
                                       checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True),
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
-        grid = tuner.fit()
+        with _quiet_tune_output():
+            grid = tuner.fit()
     table = summarise_trials(grid, cfg.summary_iterations)
     path = cfg.experiment_dir / SUMMARY_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    atomic_write(path, lambda fh: table.to_parquet(fh, index=False))
     if progress:
         print(format_table(table))
         print(f"summary written to {path}")
         print(f"TensorBoard: tensorboard --logdir {cfg.experiment_dir}")
     return SweepResult(table, cfg.experiment_dir, path)
+
+
+@contextlib.contextmanager
+def _quiet_tune_output():
+    """Tune's legacy reporter at verbose=0 prints nothing; its newer one prints an experiment box
+    and a TensorBoard path into Ray's session folder (not the sweep's) even then. Unless verbose
+    (`neon-ray --verbose`) or the user chose RAY_AIR_NEW_OUTPUT, take the silent one for this fit."""
+    from neon_ray.raysession import verbose
+
+    if verbose() or "RAY_AIR_NEW_OUTPUT" in os.environ:
+        yield
+        return
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        yield
+    finally:
+        os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
 
 
 def trial_label(env_config: dict) -> str:

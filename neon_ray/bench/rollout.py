@@ -28,8 +28,8 @@ import os
 import time
 from dataclasses import replace
 
-from neon_ray.bench.io import write_json
-from neon_ray.cli.common import add_address, csv_list, int_list
+from neon_ray.bench.io import MAX_SEED, check_out, int_list_in, write_json
+from neon_ray.cli.common import add_address, csv_list, int_in
 
 TARGET_SPEEDUP = 1.8
 
@@ -45,12 +45,13 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="JSON file for the figures")
     p.add_argument("--datasets", type=csv_list, default=None,
                    help="comma-separated datasets whose train networks to use (default: all in the zoo)")
-    p.add_argument("--iterations", type=int, default=5, help="timed training iterations per runner count (default 5)")
-    p.add_argument("--runners", type=int_list, default=(1, 2), help="EnvRunner counts to compare (default 1,2)")
-    p.add_argument("--batch-episodes", type=int, default=8, help="episodes' worth of steps per iteration (default 8)")
-    p.add_argument("--loops", type=int, default=4, help="passes over the hidden layers per episode (default 4)")
-    p.add_argument("--finetune-epochs", type=int, default=3, help="fine-tuning epochs at most per pruning step (default 3)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--iterations", type=int_in(1), default=5, help="timed training iterations per runner count, >= 1 (default 5)")
+    p.add_argument("--runners", type=int_list_in(1, 1024), default=(1, 2), help="EnvRunner counts to compare, each >= 1 (default 1,2)")
+    p.add_argument("--batch-episodes", type=int_in(1), default=8, help="episodes' worth of steps per iteration, >= 1 (default 8)")
+    p.add_argument("--loops", type=int_in(1), default=4, help="passes over the hidden layers per episode, >= 1 (default 4)")
+    p.add_argument("--finetune-epochs", type=int_in(1), default=3,
+                   help="fine-tuning epochs at most per pruning step, >= 1 (default 3)")
+    p.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help=f"seed, 0 to {MAX_SEED} (default 0)")
     add_address(p)
     p.set_defaults(func=run)
 
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from neon_ray.agent.training import AgentTrainConfig, default_finetune
     from neon_ray.errors import ConfigError
 
+    check_out(args.out)
     if args.iterations < 1 or args.batch_episodes < 1 or not args.runners or min(args.runners) < 1:
         raise ConfigError("bench rollout: --iterations, --batch-episodes and every --runners value must be >= 1")
     base = AgentTrainConfig(zoo=args.zoo, datasets=tuple(args.datasets) if args.datasets else None, loops=args.loops,

@@ -47,7 +47,8 @@ import statistics
 import time
 from pathlib import Path
 
-from neon_ray.bench.io import write_json
+from neon_ray.bench.io import MAX_SEED, check_out, write_json
+from neon_ray.cli.common import float_in, int_in
 
 # torch (and everything that imports it) is imported inside the functions, so that registering
 # the sub-command keeps `neon-ray --help` fast.
@@ -63,11 +64,12 @@ def register(sub) -> None:
     p.add_argument("--zoo", default=None, help="zoo directory (not needed with --reference)")
     p.add_argument("--out", required=True, help="JSON file for the figures")
     p.add_argument("--dataset", default=None, help="dataset of the zoo to run on (default phoneme if present, else the first)")
-    p.add_argument("--episodes", type=int, default=None,
+    p.add_argument("--episodes", type=int_in(1), default=None,
                    help="episodes to run (default 5); with --reference, episodes per reference network (default 3)")
-    p.add_argument("--keep-rate", type=float, default=0.8, help="keep-rate taken at every step (default 0.8)")
-    p.add_argument("--loops", type=int, default=4, help="loops over the hidden layers per episode (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="env seed (network order, fine-tuning)")
+    p.add_argument("--keep-rate", type=float_in(0, 1, lo_open=True), default=0.8,
+                   help="keep-rate taken at every step, in (0, 1] (default 0.8)")
+    p.add_argument("--loops", type=int_in(1), default=4, help="loops over the hidden layers per episode, >= 1 (default 4)")
+    p.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help=f"env seed (network order, fine-tuning), 0 to {MAX_SEED}")
     p.add_argument("--finetune", action="append", default=[], metavar="KEY=VALUE",
                    help="FinetuneConfig override, repeatable (e.g. --finetune batch_size=256)")
     p.add_argument("--reference", action="store_true",
@@ -311,11 +313,13 @@ def _profiled(profile_path: str | None, fn):
 def _finetune_overrides(items: list[str]) -> dict:
     import json
 
+    from neon_ray.errors import ConfigError
+
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise argparse.ArgumentTypeError(f"--finetune expects KEY=VALUE, got {item!r}")
+            raise ConfigError(f"--finetune expects KEY=VALUE, got {item!r}")
         try:
             out[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
@@ -330,6 +334,18 @@ def _finetune_overrides(items: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from neon_ray.finetune import FinetuneConfig
+    from neon_ray.fsio import check_output_file
+
+    # everything a user can get wrong is checked before the first network is trained or timed
+    check_out(args.out)
+    if args.profile:
+        check_output_file(args.profile, "--profile (cProfile stats file)")
+    FinetuneConfig.from_dict(_finetune_overrides(args.finetune))
+    if args.reference:
+        from neon_ray.fsio import check_output_dir
+
+        check_output_dir(_reference_cache(args), "--cache-dir (reference networks)")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -462,6 +478,11 @@ def _print_zoo(f: dict) -> None:
     print("(wall-clock, cpu-time in parentheses; the matmul target is judged on cpu-time)")
 
 
+def _reference_cache(args: argparse.Namespace) -> Path:
+    """Where --reference keeps its trained networks: --cache-dir, else reference_zoo next to --out."""
+    return Path(args.cache_dir) if args.cache_dir else Path(args.out).resolve().parent / "reference_zoo"
+
+
 def _run_reference(args: argparse.Namespace) -> int:
     from neon_ray.bench.reference import ORIGINAL, REFERENCE_DATASETS, REFERENCE_NETWORKS, build_reference_zoo, reference_id
     from neon_ray.errors import ConfigError
@@ -470,7 +491,7 @@ def _run_reference(args: argparse.Namespace) -> int:
 
     if not args.data_dir:
         raise ConfigError("bench step --reference needs --data-dir (the directory with MANIFEST.csv holding phoneme and satimage)")
-    cache = Path(args.cache_dir) if args.cache_dir else Path(args.out).resolve().parent / "reference_zoo"
+    cache = _reference_cache(args)
     episodes = args.episodes or 3
     datasets = (args.dataset,) if args.dataset else REFERENCE_DATASETS
     load_start = _load()

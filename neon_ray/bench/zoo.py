@@ -13,18 +13,24 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from neon_ray.bench.io import write_json
-from neon_ray.cli.common import int_list
+from neon_ray.bench.io import check_out, int_list_in, write_json
+from neon_ray.cli.common import int_in
+
+MAX_NETWORKS = 10_000
+MAX_EPOCHS = 100_000
+MAX_WIDTH = 16_384
+MAX_WORKERS = 1024
 
 
 def register(sub) -> None:
     p = sub.add_parser("zoo", help="seconds to build a zoo with 1 and with 2 Ray workers, and the ratio")
     p.add_argument("--data-dir", required=True, help="directory with MANIFEST.csv")
     p.add_argument("--dataset", default="phoneme", help="dataset (default phoneme)")
-    p.add_argument("--networks", type=int, default=30, help="networks in the zoo (default 30)")
-    p.add_argument("--workers", type=int_list, default=(1, 2), help="worker counts to compare (default 1,2)")
-    p.add_argument("--max-epochs", type=int, default=100, help="training epochs at most (default 100)")
-    p.add_argument("--widths", type=int_list, default=None, help="hidden widths to draw from (default NEON's 100..1000)")
+    p.add_argument("--networks", type=int_in(1, MAX_NETWORKS), default=30, help=f"networks in the zoo, 1 to {MAX_NETWORKS} (default 30)")
+    p.add_argument("--workers", type=int_list_in(1, MAX_WORKERS), default=(1, 2), help="worker counts to compare, each >= 1 (default 1,2)")
+    p.add_argument("--max-epochs", type=int_in(1, MAX_EPOCHS), default=100, help="training epochs at most, >= 1 (default 100)")
+    p.add_argument("--widths", type=int_list_in(1, MAX_WIDTH), default=None,
+                   help=f"hidden widths to draw from, each 1 to {MAX_WIDTH} (default NEON's 100..1000)")
     p.add_argument("--out", required=True, help="JSON file for the figures")
     p.set_defaults(func=run)
 
@@ -35,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from neon_ray.train import TrainConfig
     from neon_ray.zoo import ZooConfig, build_zoo
 
+    check_out(args.out)
     sampler = SamplerConfig(**({"widths": args.widths} if args.widths else {}))
     results = {}
     with ray_session(num_cpus=max(args.workers)), tempfile.TemporaryDirectory() as tmp:

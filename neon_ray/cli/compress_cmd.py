@@ -3,9 +3,26 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import math
 
-from neon_ray.cli.common import float_list
+from neon_ray.cli.common import int_in
+
+MAX_SEED = 2**32 - 1
+MAX_EPOCHS = 100_000
+MAX_Q = 10.0  # neon_ray.deepcomp.prune.MAX_Q (not imported: `--help` must not import torch)
+MAX_BITS = 12  # neon_ray.deepcomp.share.MAX_BITS (a test keeps them equal)
+
+
+def q_list(text: str) -> tuple[float, ...]:
+    """argparse type: comma-separated q values, each a finite number in [0, MAX_Q]."""
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        values = ()
+    if not values or not all(math.isfinite(q) and 0 <= q <= MAX_Q for q in values):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated finite numbers in [0, {MAX_Q:g}] (|w| < q*std is pruned), got {text!r}")
+    return values
 
 
 def register(sub) -> None:
@@ -20,12 +37,17 @@ def register(sub) -> None:
     p.add_argument("--network", required=True, help="saved network (stem, .json or .pt written by neon-ray)")
     p.add_argument("--dataset", default=None, help="dataset to retrain and test on (default: the network's metadata)")
     p.add_argument("--data-dir", default=None, help="directory with MANIFEST.csv")
-    p.add_argument("--seed", type=int, default=None, help="split and training seed (default: the network's metadata, else 0)")
-    p.add_argument("--q", type=float_list, default=None, help="pruning schedule, comma-separated q values (default 0.5,1.0,1.4,1.7,2.0,2.3)")
-    p.add_argument("--bits", type=int, default=None, help="cluster-index bits of fully-connected layers (default 6)")
+    p.add_argument("--seed", type=int_in(0, MAX_SEED), default=None,
+                   help=f"split and training seed, 0 to {MAX_SEED} (default: the network's metadata, else 0)")
+    p.add_argument("--q", type=q_list, default=None,
+                   help=f"pruning schedule, comma-separated q values in [0, {MAX_Q:g}] (default 0.5,1.0,1.4,1.7,2.0,2.3)")
+    p.add_argument("--bits", type=int_in(1, MAX_BITS), default=None,
+                   help=f"cluster-index bits of fully-connected layers, 1 to {MAX_BITS} (default 6)")
     p.add_argument("--init", choices=["linear", "density", "forgy"], default="linear", help="k-means initialisation (default linear)")
-    p.add_argument("--prune-epochs", type=int, default=None, help="retraining epochs after each pruning step (default 6)")
-    p.add_argument("--share-epochs", type=int, default=None, help="centroid fine-tuning epochs (default 3)")
+    p.add_argument("--prune-epochs", type=int_in(0, MAX_EPOCHS), default=None,
+                   help="retraining epochs after each pruning step, >= 0 (default 6)")
+    p.add_argument("--share-epochs", type=int_in(0, MAX_EPOCHS), default=None,
+                   help="centroid fine-tuning epochs, >= 0 (default 3)")
     p.add_argument("--out", required=True, help="compressed file to write (e.g. net.nrdc)")
     p.add_argument("--table", default=None, help="also write the per-stage rows as JSON here")
     p.set_defaults(func=_compress)
@@ -54,7 +76,13 @@ def _compress(args: argparse.Namespace) -> int:
     from neon_ray.data import load_dataset
     from neon_ray.deepcomp import compress_model, format_table
     from neon_ray.errors import ConfigError
+    from neon_ray.fsio import atomic_write_text, check_output_file
 
+    # Output locations first: a refused --out must not cost the whole compression.
+    out = check_output_file(args.out, "--out (compressed network)")
+    table = check_output_file(args.table, "--table (per-stage rows)") if args.table else None
+    if table is not None and table == out:
+        raise ConfigError(f"--table and --out are the same file {out}; give two different paths")
     model, meta = load_network(args.network)
     name = args.dataset or meta.get("dataset")
     if not name:
@@ -67,10 +95,9 @@ def _compress(args: argparse.Namespace) -> int:
             f"dataset {name!r} has {dataset.X_train.shape[1]} features but {args.network} expects {model.spec.in_features}"
         )
     print(f"compressing {model.spec.describe()} on {name} (seed {seed}): q {cfg.q_schedule}, {cfg.fc_bits} bits, {cfg.init} init")
-    _, rows = compress_model(model, dataset, cfg, args.out, log=print)
+    _, rows = compress_model(model, dataset, cfg, out, log=print)
     print(format_table(rows))
     print(f"compressed network written to {args.out} ({rows[-1]['bytes']:,} bytes)")
-    if args.table:
-        Path(args.table).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.table).write_text(json.dumps({"config": cfg.to_dict(), "rows": rows}, indent=1))
+    if table is not None:
+        atomic_write_text(table, json.dumps({"config": cfg.to_dict(), "rows": rows}, indent=1))
     return 0

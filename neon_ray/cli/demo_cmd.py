@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from neon_ray.cli.common import add_address
+from neon_ray.cli.common import add_address, int_in
 
 
 def register(sub) -> None:
@@ -15,7 +15,7 @@ def register(sub) -> None:
         "and print the summary.",
     )
     demo.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
-    demo.add_argument("--episodes", type=int, default=None, help="agent training episodes (default 150)")
+    demo.add_argument("--episodes", type=int_in(1), default=None, help="agent training episodes, >= 1 (default 150)")
     add_address(demo)
     demo.set_defaults(func=_demo)
 
@@ -23,7 +23,7 @@ def register(sub) -> None:
     pipe.add_argument("--spec", required=True, help="pipeline spec (JSON with PipelineConfig fields)")
     pipe.add_argument("--out", default=None, help="run directory (overrides the spec)")
     pipe.add_argument("--data-dir", default=None, help="directory with MANIFEST.csv (overrides the spec)")
-    pipe.add_argument("--episodes", type=int, default=None, help="agent training episodes (overrides the spec)")
+    pipe.add_argument("--episodes", type=int_in(1), default=None, help="agent training episodes, >= 1 (overrides the spec)")
     add_address(pipe)
     pipe.set_defaults(func=run_spec)
 
@@ -31,8 +31,10 @@ def register(sub) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from neon_ray.fsio import check_output_dir
     from neon_ray.pipeline import PipelineConfig, run_pipeline
 
+    check_output_dir(args.out, "--out (run directory)")
     cfg = PipelineConfig(out=args.out)
     if args.episodes is not None:
         cfg = replace(cfg, episodes=args.episodes)
@@ -41,8 +43,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def run_spec(args: argparse.Namespace) -> int:
+    from neon_ray.fsio import check_output_dir
     from neon_ray.pipeline import load_spec, run_pipeline
 
+    if args.out is not None:
+        check_output_dir(args.out, "--out (run directory)")
     cfg = load_spec(args.spec, out=args.out, data_dir=args.data_dir, episodes=args.episodes)
+    check_output_dir(cfg.out, "run directory (the spec's out)")
     run_pipeline(cfg, address=args.address)
     return 0

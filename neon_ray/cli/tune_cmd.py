@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from neon_ray.cli.common import add_address, tolerance_arg
+from neon_ray.cli.common import add_address, float_in, int_in, tolerance_arg
 from neon_ray.cli.train_cmd import add_agent_arguments, agent_config_from_args
 
 EPILOG = """\
@@ -37,12 +37,13 @@ def register(sub) -> None:
     p.add_argument("--grid-reward", action="append", default=None, metavar="REWARD",
                    help="a reward variant to sweep, NAME or NAME:key=value,...; repeat for several "
                         "(default: neon, composite:w_params=1, composite:w_params=3)")
-    p.add_argument("--iterations", type=int, default=None,
-                   help="training iterations per trial (default: until --episodes episodes)")
-    p.add_argument("--episodes", type=int, default=None,
+    p.add_argument("--iterations", type=int_in(1), default=None,
+                   help="training iterations per trial, >= 1 (default: until --episodes episodes)")
+    p.add_argument("--episodes", type=int_in(1), default=None,
                    help="episodes per trial when --iterations is not given (default: 10 x training networks + warm-up)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="logical CPUs each trial reserves (default 1)")
-    p.add_argument("--concurrent", type=int, default=None, help="trials at once (default: as many as the CPUs fit)")
+    p.add_argument("--cpus-per-trial", type=float_in(0, None, lo_open=True), default=1.0,
+                   help="logical CPUs each trial reserves, > 0 (default 1)")
+    p.add_argument("--concurrent", type=int_in(1), default=None, help="trials at once, >= 1 (default: as many as the CPUs fit)")
     add_agent_arguments(p, sweep=True)
     add_address(p)
     p.set_defaults(func=_tune)
@@ -58,8 +59,10 @@ def _tolerances(text: str) -> tuple:
 
 
 def _tune(args: argparse.Namespace) -> int:
+    from neon_ray.fsio import check_output_dir
     from neon_ray.tuning import DEFAULT_REWARDS, DEFAULT_TOLERANCES, RewardVariant, SweepConfig, run_sweep
 
+    check_output_dir(args.out, "--out (sweep storage directory)")
     base = agent_config_from_args(args)
     rewards = tuple(RewardVariant.parse(r) for r in args.grid_reward) if args.grid_reward else DEFAULT_REWARDS
     cfg = SweepConfig(

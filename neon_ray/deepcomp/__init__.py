@@ -11,6 +11,7 @@ Modules, one stage or concept each:
 - retrain.py     the training loop both retraining stages share
 - pipeline.py    `DeepCompConfig`, `compress_model(model, dataset, cfg, out_path)` -> (model, rows)
 - lenet.py       LeNet-300-100 (an ArchSpec) and LeNet-5
+- checks.py      range checks shared by the configs (ConfigError naming field, value and range)
 """
 from neon_ray.deepcomp.pipeline import DeepCompConfig, compress_model, format_table
 from neon_ray.deepcomp.retrain import RetrainConfig

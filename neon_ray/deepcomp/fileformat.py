@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -46,6 +44,7 @@ from neon_ray.deepcomp.lenet import LeNet5, LeNet5Config
 from neon_ray.deepcomp.prune import prunable_weights
 from neon_ray.deepcomp.share import SharedWeights
 from neon_ray.errors import CheckpointError, ConfigError
+from neon_ray.fsio import atomic_write_bytes
 from neon_ray.spec import ArchSpec, MLP, build_mlp
 
 MAGIC = b"NRDC"
@@ -209,20 +208,9 @@ def encode(model: nn.Module, shared: dict[str, SharedWeights] | None = None, cod
 
 
 def write(path: str | Path, model: nn.Module, shared: dict[str, SharedWeights] | None = None, coding: str = "huffman") -> int:
-    """Write the compressed file atomically; returns its size in bytes."""
+    """Write the compressed file atomically (mode 0666 less the umask, as every neon-ray file); returns its size in bytes."""
     data = encode(model, shared, coding)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from other users
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path.stat().st_size
+    return atomic_write_bytes(path, data).stat().st_size
 
 
 def _is_entry(e) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from neon_ray.errors import ConfigError
+from neon_ray.deepcomp.checks import check_int
 from neon_ray.spec import ArchSpec
 
 
@@ -34,9 +34,10 @@ class LeNet5Config:
     """Output logits."""
 
     def __post_init__(self) -> None:
+        check_int("LeNet5Config.in_channels", self.in_channels, 1)
         # Two 5x5 valid convolutions each followed by a 2x2 pool must leave at least 1 pixel.
-        if self.in_channels < 1 or self.n_classes < 2 or self.image_size < 16:
-            raise ConfigError(f"LeNet5Config needs in_channels >= 1, n_classes >= 2, image_size >= 16; got {self}")
+        check_int("LeNet5Config.image_size", self.image_size, 16)
+        check_int("LeNet5Config.n_classes", self.n_classes, 2)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -23,10 +23,13 @@ from torch import nn
 
 from neon_ray import metrics
 from neon_ray.deepcomp import fileformat
-from neon_ray.deepcomp.prune import layer_kind, magnitude_prune
+from neon_ray.deepcomp.checks import check_float, check_int
+from neon_ray.deepcomp.prune import MAX_Q, layer_kind, magnitude_prune
 from neon_ray.deepcomp.retrain import RetrainConfig
 from neon_ray.deepcomp.share import INITS, MAX_BITS, finetune_centroids, share_weights
 from neon_ray.errors import ConfigError
+
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -52,13 +55,22 @@ class DeepCompConfig:
     """Seed of batch order and forgy initialisation."""
 
     def __post_init__(self) -> None:
-        if not self.q_schedule or any(q < 0 for q in self.q_schedule):
-            raise ConfigError(f"q_schedule needs at least one q >= 0, got {self.q_schedule}")
-        for name, bits in (("fc_bits", self.fc_bits), ("conv_bits", self.conv_bits)):
-            if not 1 <= bits <= MAX_BITS:
-                raise ConfigError(f"{name} must be in 1..{MAX_BITS}, got {bits}")
+        if not isinstance(self.q_schedule, (tuple, list)) or not self.q_schedule:
+            raise ConfigError(f"DeepCompConfig.q_schedule needs at least one q in [0, {MAX_Q:g}], got {self.q_schedule!r}")
+        for i, q in enumerate(self.q_schedule):
+            check_float(f"DeepCompConfig.q_schedule[{i}]", q, 0, MAX_Q)
+        if not isinstance(self.q_scale, dict):
+            raise ConfigError(f"DeepCompConfig.q_scale must map weight names to multipliers, got {self.q_scale!r}")
+        for name, scale in self.q_scale.items():
+            check_float(f"DeepCompConfig.q_scale[{name!r}]", scale, 0, MAX_Q)
+        for name in ("prune_retrain", "share_retrain"):
+            if not isinstance(getattr(self, name), RetrainConfig):
+                raise ConfigError(f"DeepCompConfig.{name} must be a RetrainConfig, got {getattr(self, name)!r}")
+        check_int("DeepCompConfig.fc_bits", self.fc_bits, 1, MAX_BITS)
+        check_int("DeepCompConfig.conv_bits", self.conv_bits, 1, MAX_BITS)
         if self.init not in INITS:
-            raise ConfigError(f"init must be one of {INITS}, got {self.init!r}")
+            raise ConfigError(f"DeepCompConfig.init must be one of {INITS}, got {self.init!r}")
+        check_int("DeepCompConfig.seed", self.seed, 0, MAX_SEED)
 
     def to_dict(self) -> dict:
         return asdict(self)

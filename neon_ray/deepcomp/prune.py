@@ -8,6 +8,7 @@ between so the survivors can compensate.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -17,6 +18,10 @@ from neon_ray.deepcomp.retrain import RetrainConfig, RetrainResult, run
 from neon_ray.errors import ConfigError
 
 Masks = dict[str, torch.Tensor]
+
+MAX_Q = 10.0
+"""Largest pruning quality parameter: |w| < 10 std removes all but a sliver of a layer (at most 1%
+of it, by Chebyshev, for zero-mean weights); a larger or non-finite q only kills the network."""
 
 
 def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -36,8 +41,9 @@ def layer_kind(model: nn.Module, weight_name: str) -> str:
 
 def threshold_mask(weight: torch.Tensor, q: float, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Boolean keep-mask: |w| >= q * std(w), and-ed with an existing mask."""
-    if q < 0:
-        raise ConfigError(f"pruning quality parameter q must be >= 0, got {q}")
+    if not (isinstance(q, (int, float)) and math.isfinite(q) and 0 <= q):
+        # NaN would compare false against every weight and prune the whole layer
+        raise ConfigError(f"pruning quality parameter q must be >= 0 and finite, got {q!r}")
     w = weight.detach()
     keep = w.abs() >= q * w.std(correction=0)
     return keep if mask is None else keep & mask

@@ -14,8 +14,16 @@ from typing import Callable
 import torch
 from torch import nn
 
+from neon_ray.deepcomp.checks import check_float, check_int
 from neon_ray.errors import ConfigError
 from neon_ray.train import evaluate
+
+MAX_EPOCHS = 100_000
+"""Upper bound of RetrainConfig.epochs and .patience."""
+MAX_BATCH_SIZE = 1_000_000
+"""Upper bound of RetrainConfig.batch_size."""
+MAX_LR = 10.0
+"""Upper bound of RetrainConfig.lr and .l2."""
 
 
 @dataclass(frozen=True)
@@ -38,8 +46,13 @@ class RetrainConfig:
     """'adam', or 'sgd' (Nesterov momentum 0.9, the optimiser Han et al. retrained with)."""
 
     def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.l2 < 0 or self.patience < 1:
-            raise ConfigError(f"RetrainConfig: need epochs >= 0, batch_size >= 1, lr > 0, l2 >= 0, patience >= 1; got {self}")
+        check_int("RetrainConfig.epochs", self.epochs, 0, MAX_EPOCHS)
+        check_int("RetrainConfig.batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        check_float("RetrainConfig.lr", self.lr, 0, MAX_LR, lo_open=True)
+        check_float("RetrainConfig.l2", self.l2, 0, MAX_LR)
+        check_int("RetrainConfig.patience", self.patience, 1, MAX_EPOCHS)
+        if self.max_train_rows is not None:
+            check_int("RetrainConfig.max_train_rows", self.max_train_rows, 2)  # BatchNorm trains on >= 2 rows
         if self.optimizer not in ("adam", "sgd"):
             raise ConfigError(f"RetrainConfig: optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
 
