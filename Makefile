@@ -19,8 +19,8 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/neon-ray demo --out $(OUT)
 
-# The end-to-end test runs in its own process: it ends with `ray stop`, which stops every
-# Ray process on the machine, including the shared local Ray of the integration tests.
+# The end-to-end test runs in its own pytest process, next to no in-process Ray of the
+# integration tests; it stops only the cluster processes it started (never `ray stop`).
 test: $(VENV)/.installed
 	$(PY) -m pytest -m "not e2e"
 	$(PY) -m pytest -m e2e

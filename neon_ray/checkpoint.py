@@ -21,24 +21,30 @@ from neon_ray.spec import ArchSpec, MLP, build_mlp
 FORMAT = "neon-ray-network/1"
 
 
+def network_file(stem: str | Path, suffix: str) -> Path:
+    """`stem` + suffix, appended: a stem may contain dots (`Path.with_suffix` would cut it there)."""
+    stem = Path(stem)
+    return stem.with_name(stem.name + suffix)
+
+
 def save_network(model: MLP, stem: str | Path, meta: dict | None = None) -> Path:
     """Write `stem.pt` and `stem.json`; returns the JSON path."""
     stem = Path(stem)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    atomic_write(stem.with_suffix(".pt"), lambda fh: torch.save(state, fh))
+    atomic_write(network_file(stem, ".pt"), lambda fh: torch.save(state, fh))
     doc = {"format": FORMAT, "spec": model.spec.to_dict(), "meta": meta or {}}
-    atomic_write_text(stem.with_suffix(".json"), json.dumps(doc, indent=1, sort_keys=True))
-    return stem.with_suffix(".json")
+    atomic_write_text(network_file(stem, ".json"), json.dumps(doc, indent=1, sort_keys=True))
+    return network_file(stem, ".json")
 
 
 def network_exists(stem: str | Path) -> bool:
     stem = Path(stem)
-    return stem.with_suffix(".json").is_file() and stem.with_suffix(".pt").is_file()
+    return network_file(stem, ".json").is_file() and network_file(stem, ".pt").is_file()
 
 
 def read_header(stem: str | Path) -> dict:
     """The JSON document of a saved network (spec and metadata) without loading tensors."""
-    path = Path(stem).with_suffix(".json")
+    path = network_file(stem, ".json")
     if not path.is_file():
         raise CheckpointError(f"{path}: network description not found")
     try:
@@ -69,10 +75,10 @@ def load_network(stem: str | Path) -> tuple[MLP, dict]:
     """Load a saved network in eval mode; returns (model, meta)."""
     stem = Path(stem)
     if stem.suffix in (".json", ".pt"):
-        stem = stem.with_suffix("")
+        stem = stem.with_name(stem.stem)
     doc = read_header(stem)
     spec = ArchSpec.from_dict(doc["spec"])
-    state = load_state_dict(stem.with_suffix(".pt"))
+    state = load_state_dict(network_file(stem, ".pt"))
     model = build_mlp(spec)
     try:
         model.load_state_dict(state, strict=True)

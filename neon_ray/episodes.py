@@ -308,7 +308,7 @@ def save_pruned(save_dir: str | Path, zoo, network: dict, result: NetworkResult,
     The metadata names the source network, dataset, split seed and data directory, so
     `neon-ray compress --network STEM` and `load_dataset` find the exact splits again.
     """
-    from neon_ray.checkpoint import save_network
+    from neon_ray.checkpoint import network_file, save_network
     from neon_ray.zoo import dataset_slug
 
     stem = Path(save_dir) / dataset_slug(network["dataset"]) / network["network_id"]
@@ -323,13 +323,8 @@ def save_pruned(save_dir: str | Path, zoo, network: dict, result: NetworkResult,
     }
     save_network(result.model, stem, meta)
     if result.compressed is not None:
-        _write_atomic(stem.with_suffix(".nrdc"), result.compressed)
+        atomic_write_bytes(network_file(stem, ".nrdc"), result.compressed)
     return stem
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    # readers (neon-ray compress) must never see a half-written file
-    atomic_write_bytes(path, data)
 
 
 # --------------------------------------------------------------------------------------------

@@ -227,7 +227,7 @@ def run_pipeline(cfg: PipelineConfig, address: str | None = None, progress: bool
     checkpoint (nothing to do once it reached `episodes`), and replaces its own result rows.
     """
     from neon_ray.agent.apply import agent_env_config, apply_agent
-    from neon_ray.agent.training import train_agent
+    from neon_ray.agent.training import RunDir, train_agent
     from neon_ray.baselines import run_baseline
     from neon_ray.raysession import ray_session
     from neon_ray.report import write_report
@@ -243,7 +243,7 @@ def run_pipeline(cfg: PipelineConfig, address: str | None = None, progress: bool
         _stage(progress, f"1/4 zoo: {cfg.networks} networks x {len(cfg.datasets)} datasets -> {root / 'zoo'}")
         build_zoo(zoo_config(cfg), progress=progress)
         _stage(progress, f"2/4 agent: {cfg.algo} on every dataset but {', '.join(cfg.holdout)}, {cfg.episodes} episodes")
-        train_agent(agent, resume=(root / "agent" / "config.json").is_file(), progress=progress)
+        train_agent(agent, resume=RunDir(root / "agent").latest() is not None, progress=progress)
         _stage(progress, f"3/4 prune: the agent on every network of {', '.join(cfg.holdout)} at tolerance {cfg.tolerance:g} pp")
         apply_agent(agent.out, tolerance=cfg.tolerance, results=results, seed=cfg.seed, progress=progress)
         _stage(progress, f"4/4 baselines on the same networks: {', '.join(cfg.baselines)}")

@@ -30,6 +30,9 @@ import os
 import subprocess
 import sys
 
+from neon_ray import reaper as _reaper_script
+from neon_ray.reaper import proc_start as _proc_start
+
 LOOPBACK = "127.0.0.1"
 
 NOISE: tuple[tuple[str, str], ...] = (
@@ -157,51 +160,6 @@ def _loopback_node_ip():
 # Reaper: stop this session's leftover processes once the driver is gone
 
 
-_REAPER = r"""
-import os, signal, sys, time
-
-def started(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            rest = fh.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if rest[0] in ("Z", "X") else rest[19]
-
-tracked = [(int(pid), start) for pid, start in (arg.split(":") for arg in sys.argv[1:])]
-try:
-    while sys.stdin.buffer.read(65536):
-        pass
-except BaseException:
-    pass
-def alive():
-    return [pid for pid, start in tracked if started(pid) == start]
-for sig, grace in ((None, 1.0), (signal.SIGTERM, 2.0), (signal.SIGKILL, 1.0)):
-    left = alive()
-    if not left:
-        break
-    if sig is not None:
-        for pid in left:
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                pass
-    end = time.monotonic() + grace
-    while alive() and time.monotonic() < end:
-        time.sleep(0.05)
-"""
-
-
-def _proc_start(pid: int) -> str | None:
-    """The start time (clock ticks since boot) of a live process, from /proc; None if gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            rest = fh.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if rest[0] in ("Z", "X") else rest[19]
-
-
 def _process_tree() -> dict[int, list[int]]:
     """{parent pid: [child pids]} of every process on the machine (Linux /proc; empty elsewhere)."""
     children: dict[int, list[int]] = {}
@@ -251,7 +209,7 @@ def _start_reaper(before: dict[int, str]) -> subprocess.Popen | None:
         return None
     try:
         return subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _REAPER, *(f"{pid}:{start}" for pid, start in tracked.items())],
+            [sys.executable, "-I", "-S", _reaper_script.__file__, *(f"{pid}:{start}" for pid, start in tracked.items())],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C to the terminal's process group must not stop it early
         )

@@ -22,13 +22,12 @@ def shared_data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One `ray.init(num_cpus=2)` shared by every Ray integration test."""
-    import ray
+    """One local Ray with 2 CPUs shared by every Ray integration test, started the way every
+    command starts it (loopback only, quiet, reaped if pytest is killed)."""
+    from neon_ray.raysession import ray_session as local_ray
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
+    with local_ray(num_cpus=2) as ray:
+        yield ray
 
 
 @pytest.fixture(scope="session", autouse=True)

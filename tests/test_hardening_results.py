@@ -272,13 +272,13 @@ def test_baseline_settings_are_validated_in_the_library(kwargs, match):
 # ---- atomic writes: one file-mode policy, concurrency ----------------------------------------------
 
 def test_result_and_manifest_files_follow_the_file_mode_policy(tmp_path):
-    from neon_ray.episodes import _write_atomic
+    from neon_ray.fsio import atomic_write_bytes
 
     old = os.umask(0o027)
     try:
         write_results(rows("r1", "neon", "phoneme", 1), tmp_path)
         start_run(tmp_path, "r1", "neon", {"phoneme": 1})
-        _write_atomic(tmp_path / "x.nrdc", b"abc")
+        atomic_write_bytes(tmp_path / "x.nrdc", b"abc")
     finally:
         os.umask(old)
     for path in (tmp_path / "method=neon" / "dataset=phoneme" / "r1.parquet", manifest_path(tmp_path, "r1", "neon"),

@@ -34,8 +34,15 @@ COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes as one line and exit 2, like every other user mistake (sub-parsers inherit it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="neon-ray",
         description="Prune dense networks with a reinforcement-learning agent (NEON) and Deep Compression, on Ray.",
     )
@@ -66,20 +73,6 @@ class _CliFormatter(logging.Formatter):
         return f"neon-ray: {record.levelname.lower()}: {message}"
 
 
-class _CliHandler(logging.StreamHandler):
-    """stderr handler of the `neon_ray` logger; leaves a record to another handler on that logger that already shows it."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-        self.setFormatter(_CliFormatter())
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        others = (h for h in logging.getLogger("neon_ray").handlers if h is not self)
-        if any(record.levelno >= h.level for h in others):
-            return False
-        return super().filter(record)
-
-
 @contextlib.contextmanager
 def configure_logging(verbose: bool = False):
     """For one command: `neon_ray` loggers at INFO (DEBUG with verbose) on stderr; Ray's noise off unless verbose.
@@ -89,7 +82,8 @@ def configure_logging(verbose: bool = False):
     from neon_ray.raysession import quiet_ray_logs
 
     logger = logging.getLogger("neon_ray")
-    level, handler = logger.level, _CliHandler()
+    level, handler = logger.level, logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_CliFormatter())
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logger.addHandler(handler)
     quiet_ray_logs(not verbose)

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import logging
 import sys
 
 from neon_ray.cli.common import float_in
@@ -25,27 +23,13 @@ def register(sub) -> None:
     summary.add_argument("--tolerance", type=_TOLERANCE, default=None,
                          help="tolerance (pp, in [0, 100]) for rows without one, e.g. baselines")
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    summary.set_defaults(func=_with_warnings(_summary))
+    summary.set_defaults(func=_summary)
 
     report = rsub.add_parser("report", help="write a markdown table and plots of the results")
     report.add_argument("results", help="results directory")
     report.add_argument("--out", required=True, help="directory for report.md and PNG plots")
     report.add_argument("--tolerance", type=_TOLERANCE, default=None, help="tolerance (pp, in [0, 100]) for rows without one")
-    report.set_defaults(func=_with_warnings(_report))
-
-
-@contextlib.contextmanager
-def _warnings_to_stderr():
-    """Library warnings (skipped files, dropped duplicates) as `neon-ray: warning: ...` lines on stderr."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setLevel(logging.WARNING)
-    handler.setFormatter(logging.Formatter("neon-ray: warning: %(message)s"))
-    logger = logging.getLogger("neon_ray")
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
+    report.set_defaults(func=_report)
 
 
 def _warn_incomplete(runs) -> None:
@@ -53,13 +37,6 @@ def _warn_incomplete(runs) -> None:
 
     for line in incomplete_messages(runs):
         print(f"neon-ray: warning: {line}", file=sys.stderr)
-
-
-def _with_warnings(func):
-    def run(args: argparse.Namespace) -> int:
-        with _warnings_to_stderr():
-            return func(args)
-    return run
 
 
 def _summary(args: argparse.Namespace) -> int:
