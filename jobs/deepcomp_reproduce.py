@@ -39,15 +39,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from neon_ray.checkpoint import load_network, load_state_dict, network_exists, save_network
+from neon_ray.nets.checkpoint import load_network, load_state_dict, network_exists, save_network
 from neon_ray.cli.common import int_in
 from neon_ray.deepcomp import DeepCompConfig, RetrainConfig, compress_model, format_table
 from neon_ray.deepcomp.lenet import build_lenet5, lenet_300_100_spec
 from neon_ray.errors import NeonRayError
-from neon_ray.fsio import atomic_write, atomic_write_text, check_output_dir
-from neon_ray.idx import load_mnist
-from neon_ray.spec import build_mlp
-from neon_ray.train import evaluate
+from neon_ray.runtime.files import atomic_write, atomic_write_text, check_output_dir
+from neon_ray.data.idx import load_mnist
+from neon_ray.nets.spec import build_mlp
+from neon_ray.nets.training import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 

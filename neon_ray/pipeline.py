@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from neon_ray.errors import ConfigError
-from neon_ray.fsio import atomic_write_text, check_output_dir
+from neon_ray.runtime.files import atomic_write_text, check_output_dir
 
 SKLEARN_DEMO = ("sklearn:breast_cancer", "sklearn:digits", "sklearn:iris", "sklearn:wine")
 ALGOS = ("a2c", "ppo")
@@ -178,9 +178,9 @@ def _no_constant(name: str):
 
 
 def zoo_config(cfg: PipelineConfig):
-    from neon_ray.spec import SamplerConfig
-    from neon_ray.train import TrainConfig
-    from neon_ray.zoo import ZooConfig
+    from neon_ray.nets.spec import SamplerConfig
+    from neon_ray.nets.training import TrainConfig
+    from neon_ray.zoo.build import ZooConfig
 
     return ZooConfig(
         out=str(cfg.root / "zoo"),
@@ -196,7 +196,7 @@ def zoo_config(cfg: PipelineConfig):
 
 def agent_config(cfg: PipelineConfig):
     from neon_ray.agent.training import AgentTrainConfig
-    from neon_ray.finetune import FinetuneConfig
+    from neon_ray.pruning.finetune import FinetuneConfig
 
     return AgentTrainConfig(
         zoo=str(cfg.root / "zoo"),
@@ -228,11 +228,11 @@ def run_pipeline(cfg: PipelineConfig, address: str | None = None, progress: bool
     """
     from neon_ray.agent.apply import agent_env_config, apply_agent
     from neon_ray.agent.training import RunDir, train_agent
-    from neon_ray.baselines import run_baseline
-    from neon_ray.raysession import ray_session
-    from neon_ray.report import write_report
-    from neon_ray.results import format_table, read_results, summarise
-    from neon_ray.zoo import build_zoo
+    from neon_ray.baselines.pruners import run_baseline
+    from neon_ray.runtime.ray_session import ray_session
+    from neon_ray.results.report import write_report
+    from neon_ray.results.store import format_table, read_results, summarise
+    from neon_ray.zoo.build import build_zoo
 
     root, results = cfg.root, cfg.root / "results"
     check_output_dir(root, "pipeline run directory")

@@ -24,7 +24,7 @@ def shared_data_dir() -> Path:
 def ray_session():
     """One local Ray with 2 CPUs shared by every Ray integration test, started the way every
     command starts it (loopback only, quiet, reaped if pytest is killed)."""
-    from neon_ray.raysession import ray_session as local_ray
+    from neon_ray.runtime.ray_session import ray_session as local_ray
 
     with local_ray(num_cpus=2) as ray:
         yield ray
@@ -48,9 +48,9 @@ def tiny_zoo(ray_session, tmp_path_factory):
 
     Read-only for the tests that share it: they write results and pruned networks elsewhere.
     """
-    from neon_ray.spec import SamplerConfig
-    from neon_ray.train import TrainConfig
-    from neon_ray.zoo import ZooConfig, build_zoo, open_zoo
+    from neon_ray.nets.spec import SamplerConfig
+    from neon_ray.nets.training import TrainConfig
+    from neon_ray.zoo.build import ZooConfig, build_zoo, open_zoo
 
     cfg = ZooConfig(out=str(tmp_path_factory.mktemp("tiny_zoo")), datasets=("sklearn:wine", "sklearn:breast_cancer"),
                     networks=3, test_networks=1, sampler=SamplerConfig(max_layers=2, widths=(16, 32)),

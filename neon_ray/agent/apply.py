@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from neon_ray.episodes import (
+from neon_ray.pruning.episodes import (
     Chooser, EpisodePruner, Pruned, RunOptions, n_actions, network_seed, prune_episode, run_networks, slug, zoo_networks,
 )
-from neon_ray.env import MAX_TOLERANCE
+from neon_ray.pruning.env import MAX_TOLERANCE
 from neon_ray.errors import ConfigError
 
 # env_config keys the episode runner sets per network (see episodes.check_env_config)
@@ -157,7 +157,7 @@ def apply_agent(
     Writes rows (method 'neon-a2c' / 'neon-ppo', the common schema) to `results` dataset by
     dataset and returns them; `options` saves pruned networks and adds Deep Compression.
     """
-    from neon_ray.zoo import open_zoo
+    from neon_ray.zoo.build import open_zoo
 
     run_dir = Path(run_dir).expanduser().resolve()
     pruner, cfg = agent_pruner(run_dir, tolerance, greedy, seed)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from neon_ray.errors import CheckpointError, NeonRayError
-from neon_ray.fsio import atomic_write, atomic_write_text
+from neon_ray.runtime.files import atomic_write, atomic_write_text
 
 FORMAT = "neon-ray-policy"
 VERSION = 1

@@ -45,11 +45,11 @@ from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_EPISODES_LIFETIME
 
 from neon_ray.agent.algos import ALGOS, LoadedPolicy, load_policy, make_algo_config
 from neon_ray.agent.protocols import Selection, select_networks
-from neon_ray.env import DEFAULT_KEEP_RATES, EnvConfig, PruningEnv
+from neon_ray.pruning.env import DEFAULT_KEEP_RATES, EnvConfig, PruningEnv
 from neon_ray.errors import CheckpointError, ConfigError, NeonRayError
-from neon_ray.finetune import FinetuneConfig, check_number
-from neon_ray.fsio import atomic_write_text, check_output_dir, check_path_component
-from neon_ray.rewards import get_reward
+from neon_ray.pruning.finetune import FinetuneConfig, check_number
+from neon_ray.runtime.files import atomic_write_text, check_output_dir, check_path_component
+from neon_ray.pruning.rewards import get_reward
 
 CONFIG_FILE = "config.json"
 PROGRESS_FILE = "progress.csv"
@@ -81,7 +81,7 @@ class AgentTrainConfig:
     """Everything that defines one agent training run (saved as RUN/config.json)."""
 
     zoo: str
-    """Zoo directory (see neon_ray.zoo)."""
+    """Zoo directory (see neon_ray.zoo.build)."""
     out: str | None = None
     """Run directory for config.json, progress.csv and checkpoints; required by train_agent."""
     datasets: tuple[str, ...] | None = None
@@ -101,7 +101,7 @@ class AgentTrainConfig:
     remove_layer: bool = False
     """Add an action that merges the current hidden layer away."""
     reward: str = "neon"
-    """Reward name (see neon_ray.rewards)."""
+    """Reward name (see neon_ray.pruning.rewards)."""
     reward_params: dict | None = None
     """Reward parameters; None: for neon/neon2020 a scale mapping the largest |reward| to 1, else {}."""
     finetune: FinetuneConfig = field(default_factory=default_finetune)
@@ -561,8 +561,8 @@ def train_agent(cfg: AgentTrainConfig, address: str | None = None, resume: bool 
     unpickles files: resume only runs you trust.
     """
     from neon_ray.agent.export import export_from_algo, has_export
-    from neon_ray.raysession import cluster_cpus, ray_session
-    from neon_ray.zoo import open_zoo
+    from neon_ray.runtime.ray_session import cluster_cpus, ray_session
+    from neon_ray.zoo.build import open_zoo
 
     start = time.perf_counter()
     if not cfg.out:

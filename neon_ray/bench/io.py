@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from neon_ray.cli.common import int_list
-from neon_ray.fsio import atomic_write_text, check_output_file
+from neon_ray.runtime.files import atomic_write_text, check_output_file
 
 MAX_SEED = 2**32 - 1
 

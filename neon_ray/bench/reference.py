@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from neon_ray.checkpoint import network_exists, save_network
-from neon_ray.data import load_dataset
+from neon_ray.nets.checkpoint import network_exists, save_network
+from neon_ray.data.datasets import load_dataset
 from neon_ray.errors import ConfigError
-from neon_ray.progress import Progress
-from neon_ray.spec import ArchSpec, build_mlp
-from neon_ray.train import TrainConfig
-from neon_ray.zoo import ZooConfig, dataset_slug, network_id, train_planned, write_manifest, write_zoo_file
+from neon_ray.runtime.progress import Progress
+from neon_ray.nets.spec import ArchSpec, build_mlp
+from neon_ray.nets.training import TrainConfig
+from neon_ray.zoo.build import ZooConfig, dataset_slug, network_id, train_planned, write_manifest, write_zoo_file
 
 REFERENCE_DATASETS = ("phoneme", "satimage")
 REFERENCE_NETWORKS = {

@@ -92,8 +92,8 @@ def measure_rollout(base, runners, iterations: int, batch_episodes: int, address
     """Throughput figures per EnvRunner count for the agent configuration `base`."""
     from neon_ray.agent.protocols import select_networks
     from neon_ray.agent.training import mean_episode_steps
-    from neon_ray.raysession import cluster_cpus, ray_session
-    from neon_ray.zoo import open_zoo
+    from neon_ray.runtime.ray_session import cluster_cpus, ray_session
+    from neon_ray.zoo.build import open_zoo
 
     zoo = open_zoo(base.zoo)
     selection = select_networks(zoo, base.datasets, base.holdout)

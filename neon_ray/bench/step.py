@@ -94,8 +94,8 @@ def finetune_flops_per_row(model, layer: int, scope: str = "affected") -> dict:
     """Per-row FLOPs of one fine-tuning of hidden layer `layer` (see the module docstring)."""
     from torch import nn
 
-    from neon_ray import metrics
-    from neon_ray.finetune import affected_modules
+    from neon_ray.nets import metrics
+    from neon_ray.pruning.finetune import affected_modules
 
     if scope == "all":
         start, trained = 0, list(model.modules())
@@ -187,7 +187,7 @@ def run_episodes(env, zoo, episodes: int, keep_rate: float, reset_seed: int | No
 
     Returns (step records, episode records)."""
     from neon_ray.errors import ConfigError
-    from neon_ray.finetune import FinetuneConfig
+    from neon_ray.pruning.finetune import FinetuneConfig
 
     rates = [float(r) for r in env.config.keep_rates]
     if keep_rate not in rates:
@@ -334,8 +334,8 @@ def _finetune_overrides(items: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from neon_ray.finetune import FinetuneConfig
-    from neon_ray.fsio import check_output_file
+    from neon_ray.pruning.finetune import FinetuneConfig
+    from neon_ray.runtime.files import check_output_file
 
     # everything a user can get wrong is checked before the first network is trained or timed
     check_out(args.out)
@@ -343,7 +343,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.profile, "--profile (cProfile stats file)")
     FinetuneConfig.from_dict(_finetune_overrides(args.finetune))
     if args.reference:
-        from neon_ray.fsio import check_output_dir
+        from neon_ray.runtime.files import check_output_dir
 
         check_output_dir(_reference_cache(args), "--cache-dir (reference networks)")
     threads = torch.get_num_threads()
@@ -389,7 +389,7 @@ def _per_network(steps: list, records: list, matmul: dict) -> list[dict]:
 
 
 def _make_env(zoo, datasets, networks, args, finetune: dict):
-    from neon_ray.env import PruningEnv
+    from neon_ray.pruning.env import PruningEnv
 
     return PruningEnv({"zoo": zoo, "datasets": datasets, "networks": networks, "loops": args.loops,
                        "seed": args.seed, "finetune": finetune})
@@ -397,8 +397,8 @@ def _make_env(zoo, datasets, networks, args, finetune: dict):
 
 def _run_zoo(args: argparse.Namespace) -> int:
     from neon_ray.errors import ConfigError
-    from neon_ray.finetune import FinetuneConfig
-    from neon_ray.zoo import open_zoo
+    from neon_ray.pruning.finetune import FinetuneConfig
+    from neon_ray.zoo.build import open_zoo
 
     if not args.zoo:
         raise ConfigError("bench step needs --zoo (or --reference with --data-dir)")
@@ -486,8 +486,8 @@ def _reference_cache(args: argparse.Namespace) -> Path:
 def _run_reference(args: argparse.Namespace) -> int:
     from neon_ray.bench.reference import ORIGINAL, REFERENCE_DATASETS, REFERENCE_NETWORKS, build_reference_zoo, reference_id
     from neon_ray.errors import ConfigError
-    from neon_ray.finetune import FinetuneConfig
-    from neon_ray.zoo import open_zoo
+    from neon_ray.pruning.finetune import FinetuneConfig
+    from neon_ray.zoo.build import open_zoo
 
     if not args.data_dir:
         raise ConfigError("bench step --reference needs --data-dir (the directory with MANIFEST.csv holding phoneme and satimage)")

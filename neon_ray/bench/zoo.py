@@ -36,10 +36,10 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neon_ray.raysession import ray_session
-    from neon_ray.spec import SamplerConfig
-    from neon_ray.train import TrainConfig
-    from neon_ray.zoo import ZooConfig, build_zoo
+    from neon_ray.runtime.ray_session import ray_session
+    from neon_ray.nets.spec import SamplerConfig
+    from neon_ray.nets.training import TrainConfig
+    from neon_ray.zoo.build import ZooConfig, build_zoo
 
     check_out(args.out)
     sampler = SamplerConfig(**({"widths": args.widths} if args.widths else {}))

@@ -6,7 +6,7 @@ and Ray lazily so that `--help` stays fast.
 
 Output: results and progress go to stdout/stderr as each command prints them; messages of the
 `neon_ray` loggers go to stderr (INFO as plain lines, warnings as `neon-ray: warning: ...`).
-Ray's banners and routine warnings are silenced (see `neon_ray.raysession`); the global
+Ray's banners and routine warnings are silenced (see `neon_ray.runtime.ray_session`); the global
 `--verbose` flag (before the sub-command) shows them, forwards Ray workers' output to the
 terminal and turns the `neon_ray` loggers to DEBUG.
 """
@@ -79,7 +79,7 @@ def configure_logging(verbose: bool = False):
 
     Restores the logger's level and handlers afterwards, so in-process callers (tests) are left as they were.
     """
-    from neon_ray.raysession import quiet_ray_logs
+    from neon_ray.runtime.ray_session import quiet_ray_logs
 
     logger = logging.getLogger("neon_ray")
     level, handler = logger.level, logging.StreamHandler(sys.stderr)

@@ -50,10 +50,10 @@ def env_config_from_args(args: argparse.Namespace) -> dict:
 
 
 def _baseline(args: argparse.Namespace) -> int:
-    from neon_ray.baselines import DEFAULT_MAX_LAYER_RATE, run_baseline
+    from neon_ray.baselines.pruners import DEFAULT_MAX_LAYER_RATE, run_baseline
     from neon_ray.errors import ConfigError
-    from neon_ray.episodes import RunOptions
-    from neon_ray.results import format_table, summarise
+    from neon_ray.pruning.episodes import RunOptions
+    from neon_ray.results.store import format_table, summarise
 
     if args.max_layer_rate is not None and args.method != "magnitude":
         raise ConfigError(f"--max-layer-rate is a magnitude pruning option; {args.method} does not take it")

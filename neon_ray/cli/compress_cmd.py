@@ -72,11 +72,11 @@ def config_from_args(args: argparse.Namespace, seed: int):
 
 
 def _compress(args: argparse.Namespace) -> int:
-    from neon_ray.checkpoint import load_network
-    from neon_ray.data import load_dataset
+    from neon_ray.nets.checkpoint import load_network
+    from neon_ray.data.datasets import load_dataset
     from neon_ray.deepcomp import compress_model, format_table
     from neon_ray.errors import ConfigError
-    from neon_ray.fsio import atomic_write_text, check_output_file
+    from neon_ray.runtime.files import atomic_write_text, check_output_file
 
     # Output locations first: a refused --out must not cost the whole compression.
     out = check_output_file(args.out, "--out (compressed network)")

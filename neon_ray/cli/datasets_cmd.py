@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from neon_ray.data import list_datasets
+    from neon_ray.data.datasets import list_datasets
 
     table = list_datasets(args.data_dir)
     print(table[["name", "rows", "features", "classes"]].to_string(index=False))
@@ -34,7 +34,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from neon_ray.data import load_dataset
+    from neon_ray.data.datasets import load_dataset
 
     ds = load_dataset(args.name, args.data_dir, seed=args.seed)
     print(f"dataset   {ds.name}")

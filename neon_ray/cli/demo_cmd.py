@@ -31,7 +31,7 @@ def register(sub) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from neon_ray.fsio import check_output_dir
+    from neon_ray.runtime.files import check_output_dir
     from neon_ray.pipeline import PipelineConfig, run_pipeline
 
     check_output_dir(args.out, "--out (run directory)")
@@ -43,7 +43,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def run_spec(args: argparse.Namespace) -> int:
-    from neon_ray.fsio import check_output_dir
+    from neon_ray.runtime.files import check_output_dir
     from neon_ray.pipeline import load_spec, run_pipeline
 
     if args.out is not None:

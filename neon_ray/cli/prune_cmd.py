@@ -5,7 +5,7 @@ import argparse
 
 from neon_ray.cli.common import add_address, csv_list, float_in, int_in
 
-MAX_TOLERANCE = 100.0  # accuracy pp, as neon_ray.env.MAX_TOLERANCE
+MAX_TOLERANCE = 100.0  # accuracy pp, as neon_ray.pruning.env.MAX_TOLERANCE
 MAX_SEED = 2**32 - 1
 
 
@@ -43,9 +43,9 @@ def _prune(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from neon_ray.agent.apply import apply_agent
-    from neon_ray.episodes import RunOptions
-    from neon_ray.fsio import check_output_dir
-    from neon_ray.results import format_table, summarise
+    from neon_ray.pruning.episodes import RunOptions
+    from neon_ray.runtime.files import check_output_dir
+    from neon_ray.results.store import format_table, summarise
 
     check_output_dir(args.results, "results directory (--results)")
     if args.save_networks:

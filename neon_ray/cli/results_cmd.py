@@ -33,14 +33,14 @@ def register(sub) -> None:
 
 
 def _warn_incomplete(runs) -> None:
-    from neon_ray.results import incomplete_messages
+    from neon_ray.results.store import incomplete_messages
 
     for line in incomplete_messages(runs):
         print(f"neon-ray: warning: {line}", file=sys.stderr)
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from neon_ray.results import format_table, read_results, run_status, summarise
+    from neon_ray.results.store import format_table, read_results, run_status, summarise
 
     frame = read_results(args.results)
     runs = run_status(args.results, frame)
@@ -62,7 +62,7 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from neon_ray.report import write_report_and_runs
+    from neon_ray.results.report import write_report_and_runs
 
     path, runs = write_report_and_runs(args.results, args.out, tolerance=args.tolerance)
     _warn_incomplete(runs)

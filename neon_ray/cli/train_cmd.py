@@ -129,7 +129,7 @@ def hidden_arg(text: str) -> tuple[int, ...]:
 
 def given_fields(args: argparse.Namespace, finetune) -> dict:
     """AgentTrainConfig fields for the flags that were given; `finetune` is the config the --finetune-* flags change."""
-    from neon_ray.tuning import RewardVariant
+    from neon_ray.tune.sweep import RewardVariant
 
     fields = {f: getattr(args, a) for a, f in _DIRECT.items() if getattr(args, a, None) is not None}
     fields |= {f: tuple(getattr(args, a)) for a, f in _TUPLES.items() if getattr(args, a, None) is not None}
@@ -165,7 +165,7 @@ def _resumed_config(args: argparse.Namespace):
 def _train(args: argparse.Namespace) -> int:
     from neon_ray.agent.training import CONFIG_FILE, train_agent
     from neon_ray.errors import ConfigError
-    from neon_ray.fsio import check_output_dir
+    from neon_ray.runtime.files import check_output_dir
 
     out = check_output_dir(args.out, "run directory (--out)")
     args.out = str(out)

@@ -59,8 +59,8 @@ def _tolerances(text: str) -> tuple:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from neon_ray.fsio import check_output_dir
-    from neon_ray.tuning import DEFAULT_REWARDS, DEFAULT_TOLERANCES, RewardVariant, SweepConfig, run_sweep
+    from neon_ray.runtime.files import check_output_dir
+    from neon_ray.tune.sweep import DEFAULT_REWARDS, DEFAULT_TOLERANCES, RewardVariant, SweepConfig, run_sweep
 
     check_output_dir(args.out, "--out (sweep storage directory)")
     base = agent_config_from_args(args)

@@ -63,9 +63,9 @@ def register(sub) -> None:
 
 
 def zoo_config_from_args(args: argparse.Namespace):
-    from neon_ray.spec import SamplerConfig
-    from neon_ray.train import TrainConfig
-    from neon_ray.zoo import ZooConfig
+    from neon_ray.nets.spec import SamplerConfig
+    from neon_ray.nets.training import TrainConfig
+    from neon_ray.zoo.build import ZooConfig
 
     sampler = SamplerConfig(max_layers=args.max_layers, **({"widths": args.widths} if args.widths else {}))
     test_networks = args.test_networks if args.test_networks is not None else args.networks // 5
@@ -82,7 +82,7 @@ def zoo_config_from_args(args: argparse.Namespace):
 
 
 def _build(args: argparse.Namespace) -> int:
-    from neon_ray.zoo import build_zoo
+    from neon_ray.zoo.build import build_zoo
 
     manifest = build_zoo(zoo_config_from_args(args), address=args.address, workers=args.workers)
     print(f"zoo {args.out}: {len(manifest)} networks over {manifest['dataset'].nunique()} datasets")
@@ -90,7 +90,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from neon_ray.zoo import open_zoo
+    from neon_ray.zoo.build import open_zoo
 
     zoo = open_zoo(args.zoo)
     if args.dataset is not None:

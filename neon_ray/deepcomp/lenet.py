@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from neon_ray.deepcomp.checks import check_int
-from neon_ray.spec import ArchSpec
+from neon_ray.nets.spec import ArchSpec
 
 
 def lenet_300_100_spec(in_features: int = 784, n_classes: int = 10) -> ArchSpec:

@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from neon_ray import metrics
+from neon_ray.nets import metrics
 from neon_ray.deepcomp import fileformat
 from neon_ray.deepcomp.checks import check_float, check_int
 from neon_ray.deepcomp.prune import MAX_Q, layer_kind, magnitude_prune

@@ -16,7 +16,7 @@ from torch import nn
 
 from neon_ray.deepcomp.checks import check_float, check_int
 from neon_ray.errors import ConfigError
-from neon_ray.train import evaluate
+from neon_ray.nets.training import evaluate
 
 MAX_EPOCHS = 100_000
 """Upper bound of RetrainConfig.epochs and .patience."""

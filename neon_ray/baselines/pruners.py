@@ -1,0 +1,223 @@
+"""The baselines of method.md §11, on the same networks, splits and counting as the agent.
+
+    run_baseline("runs/zoo", "uniform", rate=0.5, role="all", results="runs/results")
+
+- `random`: the agent's episode (same env, keep-rates, loops, fine-tuning) with uniformly random
+  keep-rates, seeded per network.
+- `uniform`: one keep-rate `rate` for every hidden layer: one loop, the same action at every
+  step, the same fine-tuning after each step.
+- `magnitude`: global magnitude pruning of individual weights (Han et al.): the fraction `rate`
+  of all Linear weights (head included, biases and BatchNorm excluded) with the smallest |w|
+  across the whole network is set to zero, except that no layer loses more than
+  `max_layer_rate` (0.95) of its own weights, since a pure global threshold can empty a whole
+  layer; then the network is fine-tuned with that mask fixed (deepcomp's masked retraining,
+  with the env's fine-tuning budget). Parameters are counted as non-zeros and bytes as a
+  sparse (CSR) layout would store them.
+
+`rate` means the fraction KEPT per layer for `uniform` (a keep-rate, like the agent's actions)
+and the fraction REMOVED for `magnitude` (as in the pruning literature); labels spell it out
+('keep=0.5', 'remove=0.8') so results never mix the two up.
+
+Each call writes one row per network under the run ID `{method}__{label}__s{seed}` (unless
+given), so running the same baseline again replaces its own rows instead of adding copies.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from neon_ray.pruning.episodes import (
+    EpisodePruner, FixedChooser, Pruned, RandomChooser, RunOptions, check_env_config, format_rate,
+    network_seed, run_networks, zoo_networks, slug,
+)
+from neon_ray.errors import ConfigError
+from neon_ray.runtime.files import check_output_dir
+from neon_ray.results.store import check_tolerance
+
+METHODS = ("random", "uniform", "magnitude")
+DEFAULT_RATE = {"uniform": 0.5, "magnitude": 0.5}
+RANDOM_LOOPS = 4
+# Unguarded global thresholds empty whole layers: in a wide network the head's weights are the
+# smallest (diabetes__s0__n002, 8-[bn]800relu-2, lost 100% of its head at rate 0.5 and then
+# predicted one class whatever the fine-tuning did). Each layer keeps at least 5%.
+DEFAULT_MAX_LAYER_RATE = 0.95
+# PruningEnv needs a tolerance for its observation and reward; the baselines' choices ignore both.
+_ENV_TOLERANCE = 1.0
+
+
+def global_magnitude_masks(model, rate: float, max_layer_rate: float | None = DEFAULT_MAX_LAYER_RATE) -> dict:
+    """Keep-masks (state_dict weight name -> bool tensor) removing exactly round(rate * n) Linear weights.
+
+    The weights with the smallest |w| over ALL Linear layers go, so layers lose different
+    fractions; with `max_layer_rate`, no layer loses more than that fraction of its own
+    weights (only each layer's floor(max_layer_rate * size) smallest weights compete).
+    Ties are broken by position (a stable sort), so the count is exact and the choice
+    deterministic.
+    """
+    import torch
+
+    from neon_ray.deepcomp.prune import prunable_weights
+
+    check_rates(rate, max_layer_rate)
+    weights = prunable_weights(model)
+    scores, positions = [], []  # the candidates: magnitude and (layer, flat index)
+    for i, w in enumerate(weights.values()):
+        mags = w.detach().abs().flatten()
+        order = torch.sort(mags, stable=True).indices
+        if max_layer_rate is not None:
+            order = order[: int(max_layer_rate * mags.numel())]
+        scores.append(mags[order])
+        positions.append(torch.stack([torch.full_like(order, i), order], 1))
+    scores, positions = torch.cat(scores), torch.cat(positions)
+    n_remove = round(rate * sum(w.numel() for w in weights.values()))
+    if n_remove > len(scores):
+        raise ConfigError(f"cannot remove {n_remove} weights (rate {rate:g}) when each layer keeps at least "
+                          f"{1 - max_layer_rate:.0%} of its weights; raise --max-layer-rate or lower the rate")
+    # candidates are layer by layer, each layer's in (magnitude, position) order, so a stable
+    # sort orders ties by layer, then position
+    chosen = positions[torch.sort(scores, stable=True).indices[:n_remove]]
+    masks = {}
+    for i, (name, w) in enumerate(weights.items()):
+        keep = torch.ones(w.numel(), dtype=torch.bool)
+        keep[chosen[chosen[:, 0] == i, 1]] = False
+        masks[name] = keep.reshape(w.shape)
+    return masks
+
+
+def check_rates(rate: float, max_layer_rate: float | None) -> None:
+    """The magnitude baseline's rate in [0, 1) and per-layer cap in [rate, 1] (or None)."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        raise ConfigError(f"magnitude --rate is the fraction of weights removed, in [0, 1); got {rate!r}")
+    if max_layer_rate is not None and (isinstance(max_layer_rate, bool) or not isinstance(max_layer_rate, (int, float))
+                                       or not rate <= max_layer_rate <= 1.0):
+        raise ConfigError(f"magnitude --max-layer-rate (most of one layer's weights that may go) must be in "
+                          f"[rate, 1] = [{rate:g}, 1], got {max_layer_rate!r}")
+
+
+def masked_finetune_config(finetune: dict | None):
+    """deepcomp RetrainConfig with the budget of the env's fine-tuning (FinetuneConfig fields)."""
+    from neon_ray.deepcomp.retrain import RetrainConfig
+    from neon_ray.pruning.finetune import FinetuneConfig
+
+    ft = FinetuneConfig.from_dict(finetune)
+    return RetrainConfig(epochs=ft.max_epochs, batch_size=ft.batch_size, lr=ft.lr, patience=ft.patience,
+                         max_train_rows=ft.max_train_rows)
+
+
+@dataclass(frozen=True)
+class MagnitudePruner:
+    """Global magnitude pruning of individual weights, then masked fine-tuning."""
+
+    rate: float
+    """Fraction of all Linear weights removed."""
+    max_layer_rate: float | None = DEFAULT_MAX_LAYER_RATE
+    """Most any one layer may lose (None: a pure global threshold, which can empty a layer)."""
+    finetune: dict = field(default_factory=dict)
+    """FinetuneConfig fields giving the fine-tuning budget (epochs, batch, lr, patience, rows)."""
+    seed: int = 0
+    """Base seed of the fine-tuning (mixed with the network ID)."""
+    tolerance: float | None = None
+    """Tolerance (pp) reported with the rows."""
+    method: str = "magnitude"
+    """Method name in the results."""
+
+    def __post_init__(self) -> None:
+        check_rates(self.rate, self.max_layer_rate)
+        masked_finetune_config(self.finetune)  # validates the keys
+
+    @property
+    def label(self) -> str:
+        cap = "" if self.max_layer_rate == DEFAULT_MAX_LAYER_RATE else f" cap={self.max_layer_rate}"
+        return f"remove={format_rate(self.rate)}{cap}"
+
+    @property
+    def loops(self) -> None:
+        return None
+
+    def row_config(self) -> dict:
+        return {"rate_removed": self.rate, "max_layer_rate": self.max_layer_rate, "finetune": dict(self.finetune),
+                "seed": self.seed, "scope": "global"}
+
+    def prune(self, model, dataset, network: dict) -> Pruned:
+        from neon_ray.deepcomp.prune import apply_masks, retrain_masked
+
+        start = time.perf_counter()
+        model = copy.deepcopy(model)
+        masks = global_magnitude_masks(model, self.rate, self.max_layer_rate)
+        apply_masks(model, masks)
+        result = retrain_masked(model, masks, (dataset.X_train, dataset.y_train), (dataset.X_val, dataset.y_val),
+                                masked_finetune_config(self.finetune), network_seed(self.seed, network["network_id"]))
+        info = {"finetune_epochs": result.epochs, "weights_removed": sum(int((~m).sum()) for m in masks.values())}
+        return Pruned(model.eval(), [], time.perf_counter() - start, sparse=True, info=info)
+
+
+def make_pruner(method: str, rate: float | None = None, *, tolerance: float | None = None, loops: int | None = None,
+                seed: int = 0, env_config: dict | None = None, max_layer_rate: float | None = DEFAULT_MAX_LAYER_RATE):
+    """The pruner of a baseline. `env_config` holds env settings shared with the agent (finetune, keep_rates, ...);
+    `max_layer_rate` is the magnitude baseline's per-layer cap."""
+    env_config = dict(env_config or {})
+    check_env_config(env_config)
+    if method not in METHODS:
+        raise ConfigError(f"unknown baseline {method!r}; expected one of {', '.join(METHODS)}")
+    tolerance = check_tolerance(tolerance, f"{method} --tolerance (recorded with the rows)")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{method} --seed must be an integer >= 0, got {seed!r}")
+    if method == "random":
+        if rate is not None:
+            raise ConfigError("the random baseline draws its keep-rates from the env's keep_rates; it takes no --rate")
+        if loops is not None and (isinstance(loops, bool) or not isinstance(loops, int) or loops < 1):
+            raise ConfigError(f"random --loops (passes over the hidden layers) must be an integer >= 1, got {loops!r}")
+        loops = RANDOM_LOOPS if loops is None else loops
+        env = {**env_config, "loops": loops, "tolerance": tolerance if tolerance is not None else _ENV_TOLERANCE}
+        return EpisodePruner("random", f"loops={loops}", env, RandomChooser(seed), tolerance=tolerance, seed=seed)
+    if loops not in (None, 1):
+        raise ConfigError(f"{method} pruning takes no --loops (got {loops}): it prunes each layer once; change --rate instead")
+    rate = DEFAULT_RATE[method] if rate is None else rate
+    if method == "magnitude":
+        return MagnitudePruner(rate, max_layer_rate, finetune=dict(env_config.get("finetune", {})), seed=seed, tolerance=tolerance)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 < rate <= 1.0:
+        raise ConfigError(f"uniform --rate is the keep-rate of every layer, in (0, 1]; got {rate!r}")
+    env = {**env_config, "keep_rates": (float(rate),), "loops": 1, "remove_layer_action": False,
+           "tolerance": tolerance if tolerance is not None else _ENV_TOLERANCE}
+    return EpisodePruner("uniform", f"keep={format_rate(rate)}", env, FixedChooser(0), tolerance=tolerance, seed=seed)
+
+
+def default_run_id(pruner) -> str:
+    """`{method}__{label}__s{seed}`: the same baseline run again maps to the same files."""
+    return f"{pruner.method}__{slug(pruner.label)}__s{pruner.seed}"
+
+
+def run_baseline(
+    zoo,
+    method: str,
+    rate: float | None = None,
+    datasets: list[str] | None = None,
+    role: str = "all",
+    results: str | None = None,
+    *,
+    tolerance: float | None = None,
+    loops: int | None = None,
+    seed: int = 0,
+    env_config: dict | None = None,
+    max_layer_rate: float | None = DEFAULT_MAX_LAYER_RATE,
+    run_id: str | None = None,
+    options: RunOptions = RunOptions(),
+    address: str | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run a baseline on every selected network in parallel on Ray; write rows to `results` (if given) and return them.
+
+    `datasets` None takes every dataset of the zoo; `role` is 'train', 'test' or 'all'.
+    `tolerance` is only recorded (for the share of networks within tolerance).
+    Settings and the `results` location are checked before any work.
+    """
+    if results is not None:
+        check_output_dir(results, "results directory")
+    pruner = make_pruner(method, rate, tolerance=tolerance, loops=loops, seed=seed, env_config=env_config,
+                         max_layer_rate=max_layer_rate)
+    networks = zoo_networks(zoo, datasets, role)
+    return run_networks(zoo, pruner, networks, run_id=run_id or default_run_id(pruner), results=results,
+                        options=options, address=address, progress=progress)

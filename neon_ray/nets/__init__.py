@@ -1,0 +1,1 @@
+"""Networks: the architecture spec and MLP, supervised training (`fit`), checkpoints (spec JSON + weights-only state_dict), and the one counting module (`metrics`)."""

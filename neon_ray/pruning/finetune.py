@@ -1,0 +1,216 @@
+"""Fine-tuning after a pruning step, with a bounded budget and early stopping on val.
+
+Scope 'affected' (NEON's "learn new layers only", method.md §4) trains only what the step
+changed: the Linear into hidden layer `layer` (`blocks[layer].linear`), the Linear out of it
+(`blocks[layer+1].linear` or `head`) and a BatchNorm on that width (`blocks[layer+1].pre`).
+Everything else is frozen, and frozen means inference behaviour: frozen BatchNorms keep their
+running statistics bit for bit, and only the Dropouts directly in front of a trained Linear
+stay active (they regularise the weights being trained, as in base training).
+
+Since the blocks before `layer` are frozen and run in eval mode, their outputs on the train and
+val rows never change during fine-tuning: they are computed once and the suffix
+(`blocks[layer:]` + head) trains on them. This is exact, not an approximation, given that rule.
+
+Scope 'all' trains the whole network in train mode (every BatchNorm and Dropout active).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from neon_ray.errors import ConfigError
+from neon_ray.nets.spec import MLP
+from neon_ray.nets.training import FitResult, TrainConfig, fit
+
+SCOPES = ("affected", "all")
+MAX_SEED = 2**32 - 1
+
+
+def check_number(name: str, value: Any, lo: float | None, hi: float | None, *, lo_open: bool = False) -> float:
+    """`value` as a float if it is a finite real number in [lo, hi] ((lo, hi] with lo_open), else a
+    ConfigError naming `name`, the value and the allowed range. Shared by the configs' __post_init__."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and (lo is None or (value > lo if lo_open else value >= lo)) and (hi is None or value <= hi)
+    if not ok:
+        left = "(-inf" if lo is None else f"{'(' if lo_open else '['}{lo:g}"
+        right = "inf)" if hi is None else f"{hi:g}]"
+        raise ConfigError(f"{name} must be a finite number in {left}, {right}, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Budget and scope of the fine-tuning inside each pruning step."""
+
+    scope: str = "affected"
+    """'affected': only the layers the step changed; 'all': the whole network."""
+    max_epochs: int = 10
+    """Upper bound on epochs (the original trained up to 100)."""
+    batch_size: int = 128
+    """Mini-batch size."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    patience: int = 2
+    """Stop after this many epochs without a better validation loss."""
+    max_train_rows: int | None = 8192
+    """Training rows per epoch (a fresh random subset each epoch); None uses every row."""
+    max_val_rows: int | None = 4096
+    """Validation rows for early stopping (a fixed random subset); None uses every row."""
+    seed: int = 0
+    """Default seed of the row order and Dropout masks when `finetune` gets none."""
+
+    def __post_init__(self) -> None:
+        if self.scope not in SCOPES:
+            raise ConfigError(f"FinetuneConfig.scope must be one of {SCOPES}, got {self.scope!r}")
+        for name in ("max_epochs", "batch_size", "patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"FinetuneConfig.{name} must be an integer >= 1, got {value!r}")
+        for name in ("max_train_rows", "max_val_rows"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 2):
+                raise ConfigError(f"FinetuneConfig.{name} must be None or an integer >= 2, got {value!r}")
+        check_number("FinetuneConfig.lr", self.lr, 0, None, lo_open=True)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"FinetuneConfig.seed must be an integer in [0, {MAX_SEED}], got {self.seed!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "FinetuneConfig":
+        """Build from a plain dict (e.g. the env_config's `finetune` entry), naming unknown keys."""
+        d = dict(d or {})
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"finetune: unknown key(s) {unknown}, accepted: {sorted(known)}")
+        return cls(**d)
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
+            patience=self.patience, max_train_rows=self.max_train_rows,
+        )
+
+
+@dataclass(frozen=True)
+class FinetuneResult(FitResult):
+    """`FitResult` plus how many validation rows early stopping looked at."""
+
+    val_rows: int
+    """Rows behind `val_acc` and `best_val_loss` (all of val when it is not subsampled)."""
+
+
+class _Suffix(nn.Module):
+    """blocks[layer:] and the head of a model, sharing its parameters.
+
+    `train()` switches only the `active` modules; everything else stays in eval mode so
+    that frozen BatchNorm statistics do not move and frozen Dropouts stay off.
+    """
+
+    def __init__(self, model: MLP, layer: int, active: list[nn.Module]):
+        super().__init__()
+        self.blocks = nn.ModuleList(model.blocks[layer:])
+        self.head = model.head
+        self._active = active  # a plain list: not registered again as submodules
+
+    def train(self, mode: bool = True) -> "_Suffix":
+        for module in self.modules():
+            module.training = False
+        for module in self._active:
+            module.training = mode
+        self.training = mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+def affected_modules(model: MLP, layer: int) -> tuple[list[nn.Module], list[nn.Module]]:
+    """(modules trained, Dropouts kept active) by an 'affected' fine-tune of hidden layer `layer`."""
+    last = layer + 1 == model.spec.depth
+    out_linear = model.head if last else model.blocks[layer + 1].linear
+    trained: list[nn.Module] = [model.blocks[layer].linear, out_linear]
+    dropouts: list[nn.Module] = []
+    if isinstance(model.blocks[layer].pre, nn.Dropout):
+        dropouts.append(model.blocks[layer].pre)
+    if not last:
+        pre = model.blocks[layer + 1].pre
+        if isinstance(pre, nn.BatchNorm1d):
+            trained.append(pre)
+        elif isinstance(pre, nn.Dropout):
+            dropouts.append(pre)
+    return trained, dropouts
+
+
+@torch.no_grad()
+def prefix_outputs(model: MLP, layer: int, X: torch.Tensor, batch: int = 8192) -> torch.Tensor:
+    """What blocks[:layer] feed into blocks[layer], in eval mode."""
+    if layer == 0:
+        return X
+    was_training = model.training
+    model.eval()
+    chunks = []
+    for i in range(0, len(X), batch):
+        x = X[i : i + batch]
+        for block in model.blocks[:layer]:
+            x = block(x)
+        chunks.append(x)
+    model.train(was_training)
+    return torch.cat(chunks) if chunks else X.new_zeros((0, model.blocks[layer].linear.in_features))
+
+
+def _val_subset(X: torch.Tensor, y: torch.Tensor, rows: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if rows is None or len(X) <= rows:
+        return X, y
+    idx = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))[:rows]
+    return X[idx], y[idx]
+
+
+def _fit_affected(model: MLP, layer: int, dataset, cfg: FinetuneConfig, seed: int) -> FinetuneResult:
+    trained, dropouts = affected_modules(model, layer)
+    params = [p for m in trained for p in m.parameters()]
+    trained_ids = {id(p) for p in params}
+    frozen = [p for p in model.parameters() if id(p) not in trained_ids and p.requires_grad]
+    X_val, y_val = _val_subset(dataset.X_val, dataset.y_val, cfg.max_val_rows, seed)
+    train = (prefix_outputs(model, layer, dataset.X_train), dataset.y_train)
+    val = (prefix_outputs(model, layer, X_val), y_val)
+    suffix = _Suffix(model, layer, trained + dropouts)
+    for p in frozen:  # no weight gradients for frozen tensors: saves their backward matmuls
+        p.requires_grad_(False)
+    try:
+        result = fit(suffix, train, val, cfg.train_config(), seed=seed, params=params)
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+    return FinetuneResult(**vars(result), val_rows=len(y_val))
+
+
+def _fit_all(model: MLP, dataset, cfg: FinetuneConfig, seed: int) -> FinetuneResult:
+    X_val, y_val = _val_subset(dataset.X_val, dataset.y_val, cfg.max_val_rows, seed)
+    result = fit(model, (dataset.X_train, dataset.y_train), (X_val, y_val), cfg.train_config(), seed=seed)
+    return FinetuneResult(**vars(result), val_rows=len(y_val))
+
+
+def finetune(model: MLP, layer: int, dataset, cfg: FinetuneConfig = FinetuneConfig(), seed: int | None = None) -> FinetuneResult:
+    """Fine-tune `model` in place after a step at hidden layer `layer`; best val weights are kept.
+
+    `dataset` is a `data.Dataset` (train rows fit, val rows early-stop). Deterministic for a
+    given seed (default `cfg.seed`): row order, row subsets and Dropout masks are all seeded.
+    The model is left in eval mode.
+    """
+    if not 0 <= layer < model.spec.depth:
+        raise ConfigError(f"finetune: hidden layer {layer} out of range for {model.spec.describe()} (layers 0..{model.spec.depth - 1})")
+    seed = cfg.seed if seed is None else int(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # Dropout masks come from the global generator
+        if cfg.scope == "all":
+            result = _fit_all(model, dataset, cfg, seed)
+        else:
+            result = _fit_affected(model, layer, dataset, cfg, seed)
+    model.eval()
+    return result

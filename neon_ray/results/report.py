@@ -1,0 +1,79 @@
+"""Human-readable results: a markdown report with summary tables and plots."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from neon_ray.runtime.files import atomic_write_bytes, atomic_write_text, check_output_dir
+from neon_ray.results.store import check_tolerance, incomplete_messages, read_results, run_status, summarise
+
+
+def _plot_tradeoff(frame: pd.DataFrame) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (method, label), part in frame.groupby(["method", "config_label"]):
+        ax.scatter(part["reduction"], part["delta_acc_pp"], s=14, alpha=0.7, label=f"{method} {label}")
+    ax.set_xscale("log")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("parameter reduction (x, log scale)")
+    ax.set_ylabel("test accuracy change (pp)")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_report(results: str | Path, out: str | Path, tolerance: float | None = None) -> Path:
+    """Write `out/report.md` (overall and per-dataset tables, run completeness) and `out/tradeoff.png`."""
+    return write_report_and_runs(results, out, tolerance)[0]
+
+
+def write_report_and_runs(results: str | Path, out: str | Path, tolerance: float | None = None) -> tuple[Path, pd.DataFrame]:
+    """`write_report`, also returning `results.run_status` (which runs are complete, incomplete or unknown)."""
+    out = check_output_dir(out, "report directory (--out)")  # before any work
+    check_tolerance(tolerance, "report tolerance")
+    frame = read_results(results)
+    runs = run_status(results, frame)
+    overall = summarise(frame, tolerance=tolerance)
+    per_dataset = summarise(frame, by="dataset", tolerance=tolerance)
+    plot = _plot_tradeoff(frame)
+    fmt = lambda t: t.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else t.to_string(index=False)
+    warnings = [f"**Warning: {line}.**" for line in incomplete_messages(runs)]
+    run_table = runs[["run_id", "method", "status", "state", "networks", "expected"]].astype(object)
+    run_table = run_table.where(run_table.notna(), "-")
+    text = "\n\n".join(
+        [
+            f"# neon-ray results: {results}",
+            f"{len(frame)} rows, {frame['network_id'].nunique()} networks, methods: {', '.join(sorted(frame['method'].unique()))}",
+            *warnings,
+            "## Overall",
+            fmt(overall),
+            "## Per dataset",
+            fmt(per_dataset),
+            "![reduction vs accuracy change](tradeoff.png)",
+            "## Runs",
+            "Status from the run manifests (`_runs/`): complete, incomplete (killed, failed or still running), "
+            "or unknown (rows written without a manifest, e.g. by older versions).",
+            fmt(run_table),
+        ]
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "tradeoff.png", plot)
+    path = atomic_write_text(out / "report.md", text + "\n")
+    return path, runs
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""Ray Tune sweeps of reward trade-offs and learning settings."""

@@ -1,0 +1,116 @@
+"""Fine-tuning: only the affected tensors move, prefix caching is exact, runs are reproducible."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from neon_ray.pruning.structured import prune_layer
+from neon_ray.data.datasets import load_dataset
+from neon_ray.errors import ConfigError
+from neon_ray.pruning.finetune import FinetuneConfig, _Suffix, affected_modules, finetune
+from neon_ray.nets.spec import ArchSpec, build_mlp
+from neon_ray.nets.training import evaluate, fit
+
+CFG = FinetuneConfig(max_epochs=3, batch_size=64, patience=3)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("sklearn:breast_cancer", seed=0)
+
+
+def _model(data, pre=("batchnorm", "dropout", "batchnorm", "none"), seed=0):
+    spec = ArchSpec(data.n_features, data.n_classes, (16, 12, 10, 8), ("relu", "tanh", "relu", "sigmoid"), pre)
+    model = build_mlp(spec, seed=seed)
+    fit(model, data.split("train"), data.split("val"), FinetuneConfig(max_epochs=2).train_config(), seed=seed)
+    return model
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("layer", [0, 1, 2, 3])
+def test_only_affected_tensors_change(data, layer):
+    model = prune_layer(_model(data), layer, 0.6)
+    before = _state(model)
+    finetune(model, layer, data, CFG, seed=1)
+    after = model.state_dict()
+    out_key = "head" if layer == 3 else f"blocks.{layer + 1}.linear"
+    affected = {f"blocks.{layer}.linear.weight", f"blocks.{layer}.linear.bias", f"{out_key}.weight", f"{out_key}.bias"}
+    if layer == 1:  # blocks[2].pre is a BatchNorm on layer 1's width: trained with it
+        affected |= {f"blocks.2.pre.{n}" for n in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    for key, value in after.items():
+        if key in affected:
+            assert not torch.equal(value, before[key]), f"{key} should have been fine-tuned"
+        else:
+            assert torch.equal(value, before[key]), f"{key} should be bit-identical"
+    assert all(p.requires_grad for p in model.parameters())
+    assert not model.training
+
+
+def test_prefix_caching_is_exact(data):
+    """Training the suffix on cached prefix outputs equals training the whole network under the same freezing rule."""
+    layer = 2
+    model = prune_layer(_model(data), layer, 0.7)
+    reference = build_mlp(model.spec)
+    reference.load_state_dict(model.state_dict())
+
+    result = finetune(model, layer, data, CFG, seed=4)
+
+    trained, dropouts = affected_modules(reference, layer)
+    params = [p for m in trained for p in m.parameters()]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(4)
+        ref_result = fit(_Suffix(reference, 0, trained + dropouts), data.split("train"), data.split("val"), CFG.train_config(), seed=4, params=params)
+    assert result.epochs == ref_result.epochs and result.best_epoch == ref_result.best_epoch
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, reference.state_dict()[key], rtol=1e-5, atol=1e-6)
+
+
+def test_deterministic_under_seed(data):
+    base = prune_layer(_model(data), 1, 0.6)
+    states = []
+    for seed in (7, 7, 8):
+        model = build_mlp(base.spec)
+        model.load_state_dict(base.state_dict())
+        finetune(model, 1, data, CFG, seed=seed)
+        states.append(_state(model))
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert any(not torch.equal(states[0][k], states[2][k]) for k in states[0])
+
+
+def test_best_validation_weights_are_kept(data):
+    model = prune_layer(_model(data), 0, 0.6)
+    loss_before, _ = evaluate(model, *data.split("val"))
+    result = finetune(model, 0, data, CFG, seed=0)
+    loss_after, acc_after = evaluate(model, *data.split("val"))
+    assert loss_after <= loss_before + 1e-6
+    assert result.val_rows == len(data.y_val)
+    assert result.val_acc == pytest.approx(acc_after)
+    assert 1 <= result.epochs <= CFG.max_epochs
+
+
+def test_scope_all_trains_every_layer(data):
+    model = prune_layer(_model(data), 1, 0.6)
+    before = _state(model)
+    finetune(model, 1, data, FinetuneConfig(scope="all", max_epochs=2, patience=2), seed=0)
+    assert not torch.equal(model.state_dict()["blocks.3.linear.weight"], before["blocks.3.linear.weight"])
+    assert not torch.equal(model.state_dict()["blocks.0.pre.running_mean"], before["blocks.0.pre.running_mean"])
+
+
+def test_val_subset_bounds_early_stopping_rows(data):
+    model = prune_layer(_model(data), 0, 0.6)
+    result = finetune(model, 0, data, FinetuneConfig(max_epochs=1, max_val_rows=20, max_train_rows=64), seed=0)
+    assert result.val_rows == 20
+
+
+def test_bad_config_is_refused(data):
+    with pytest.raises(ConfigError, match="scope"):
+        FinetuneConfig(scope="everything")
+    with pytest.raises(ConfigError, match="max_epochs"):
+        FinetuneConfig(max_epochs=0)
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['epochs'\]"):
+        FinetuneConfig.from_dict({"epochs": 3})
+    with pytest.raises(ConfigError, match="out of range"):
+        finetune(_model(data), 4, data, CFG)
