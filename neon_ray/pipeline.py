@@ -5,26 +5,43 @@ call `run_pipeline`; only the `PipelineConfig` differs (the embedded demo defaul
 spec under jobs/specs/). Protocol B of method.md §8: the agent trains on the train networks of
 every dataset except `holdout`, then prunes every network of the held-out datasets, which it
 has never seen; the baselines run on exactly those networks.
+
+Stages go to this module's logger at INFO (the stages' own progress to theirs); the caller
+shows the returned summary (`neon-ray demo` prints it).
 """
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+import pandas as pd
+
+from neon_ray.agent.apply import apply_agent, trained_episode
+from neon_ray.agent.config import AgentTrainConfig, default_agent_episode, default_finetune
+from neon_ray.agent.export import ALGOS
+from neon_ray.agent.run_dir import RunDir
+from neon_ray.agent.training import train_agent
+from neon_ray.baselines.pruners import METHODS, run_baseline
 from neon_ray.errors import ConfigError
+from neon_ray.nets.checks import check_int
+from neon_ray.nets.spec import MAX_LAYERS, MAX_WIDTH, SamplerConfig
+from neon_ray.nets.training import MAX_EPOCHS, TrainConfig
+from neon_ray.pruning.tolerance import parse_tolerance
+from neon_ray.results.report import write_report
+from neon_ray.results.store import read_results
+from neon_ray.results.summary import summarise
 from neon_ray.runtime.files import atomic_write_text, check_output_dir
+from neon_ray.runtime.ray_session import ray_session
+from neon_ray.zoo.build import build_zoo
+from neon_ray.zoo.config import MAX_NETWORKS, MAX_SEED, ZooConfig
+
+log = logging.getLogger(__name__)
 
 SKLEARN_DEMO = ("sklearn:breast_cancer", "sklearn:digits", "sklearn:iris", "sklearn:wine")
-ALGOS = ("a2c", "ppo")
-BASELINES = ("random", "uniform", "magnitude")
-MAX_NETWORKS = 10_000
-MAX_LAYERS = 64
-MAX_WIDTH = 16_384
-MAX_EPOCHS = 100_000
-MAX_SEED = 2**32 - 1
 LIST_FIELDS = ("datasets", "holdout", "widths", "baselines", "train_tolerance")
 """Fields a spec gives as JSON lists (tuples here)."""
 
@@ -101,15 +118,15 @@ class PipelineConfig:
         if not isinstance(tol, (tuple, list)) or len(tol) != 2:
             raise ConfigError(f"PipelineConfig.train_tolerance must be a pair [lo, hi] of percentage points, got {tol!r}")
         lo = _number("train_tolerance[0]", tol[0], 0, 100)
-        _number("train_tolerance[1]", tol[1], lo, 100)
-        _number("tolerance", self.tolerance, 0, 100)
+        object.__setattr__(self, "train_tolerance", (lo, _number("train_tolerance[1]", tol[1], lo, 100)))
+        object.__setattr__(self, "tolerance", parse_tolerance(self.tolerance, "PipelineConfig.tolerance", allow_range=False))
         _int("loops", self.loops, 1, None)
         _int("episodes", self.episodes, 1, None)
         _int("runners", self.runners, 0, None)
         _int("finetune_epochs", self.finetune_epochs, 1, MAX_EPOCHS)
-        unknown = [b for b in self.baselines if b not in BASELINES]
+        unknown = [b for b in self.baselines if b not in METHODS]
         if unknown:
-            raise ConfigError(f"PipelineConfig.baselines: unknown {unknown}, expected some of {list(BASELINES)}")
+            raise ConfigError(f"PipelineConfig.baselines: unknown {unknown}, expected some of {list(METHODS)}")
         _number("uniform_rate", self.uniform_rate, 0, 1, lo_open=True)
         _number("magnitude_rate", self.magnitude_rate, 0, 1, hi_open=True)
         missing = set(self.holdout) - set(self.datasets)
@@ -124,13 +141,11 @@ class PipelineConfig:
 
 
 def _int(name: str, value, lo: int, hi: int | None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-        allowed = f"[{lo}, {hi}]" if hi is not None else f"[{lo}, inf)"
-        raise ConfigError(f"PipelineConfig.{name} must be an integer in {allowed}, got {value!r}")
-    return value
+    return check_int(f"PipelineConfig.{name}", value, lo, hi)
 
 
 def _number(name: str, value, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> float:
+    # nets.checks.check_number has no open upper bound, which magnitude_rate needs
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
         and (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
     if not ok:
@@ -177,11 +192,7 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a number a pipeline spec may hold (values must be finite)")
 
 
-def zoo_config(cfg: PipelineConfig):
-    from neon_ray.nets.spec import SamplerConfig
-    from neon_ray.nets.training import TrainConfig
-    from neon_ray.zoo.build import ZooConfig
-
+def zoo_config(cfg: PipelineConfig) -> ZooConfig:
     return ZooConfig(
         out=str(cfg.root / "zoo"),
         datasets=cfg.datasets,
@@ -194,30 +205,32 @@ def zoo_config(cfg: PipelineConfig):
     )
 
 
-def agent_config(cfg: PipelineConfig):
-    from neon_ray.agent.training import AgentTrainConfig
-    from neon_ray.pruning.finetune import FinetuneConfig
-
+def agent_config(cfg: PipelineConfig) -> AgentTrainConfig:
+    finetune = replace(default_finetune(), max_epochs=cfg.finetune_epochs)
     return AgentTrainConfig(
         zoo=str(cfg.root / "zoo"),
         out=str(cfg.root / "agent"),
         holdout=cfg.holdout,
         algo=cfg.algo,
-        tolerance=tuple(cfg.train_tolerance),
-        loops=cfg.loops,
+        episode=default_agent_episode(tolerance=cfg.train_tolerance, loops=cfg.loops, finetune=finetune),
         episodes=cfg.episodes,
         num_env_runners=cfg.runners,
-        finetune=FinetuneConfig(max_epochs=cfg.finetune_epochs, patience=1, max_train_rows=2048, max_val_rows=2048),
         seed=cfg.seed,
     )
 
 
 @dataclass(frozen=True)
 class PipelineResult:
+    """What a pipeline run left behind."""
+
     root: Path
+    """The run directory."""
     results: Path
+    """The results directory (Hive-partitioned Parquet)."""
     report: Path
-    summary: "object"
+    """The report written from the results."""
+    summary: pd.DataFrame
+    """The summary of the held-out networks at the pipeline's tolerance (results.summary.summarise)."""
 
 
 def run_pipeline(cfg: PipelineConfig, address: str | None = None, progress: bool = True) -> PipelineResult:
@@ -226,14 +239,6 @@ def run_pipeline(cfg: PipelineConfig, address: str | None = None, progress: bool
     Re-running with the same `out` reuses the finished zoo, continues the agent from its last
     checkpoint (nothing to do once it reached `episodes`), and replaces its own result rows.
     """
-    from neon_ray.agent.apply import agent_env_config, apply_agent
-    from neon_ray.agent.training import RunDir, train_agent
-    from neon_ray.baselines.pruners import run_baseline
-    from neon_ray.runtime.ray_session import ray_session
-    from neon_ray.results.report import write_report
-    from neon_ray.results.store import format_table, read_results, summarise
-    from neon_ray.zoo.build import build_zoo
-
     root, results = cfg.root, cfg.root / "results"
     check_output_dir(root, "pipeline run directory")
     root.mkdir(parents=True, exist_ok=True)
@@ -247,19 +252,19 @@ def run_pipeline(cfg: PipelineConfig, address: str | None = None, progress: bool
         _stage(progress, f"3/4 prune: the agent on every network of {', '.join(cfg.holdout)} at tolerance {cfg.tolerance:g} pp")
         apply_agent(agent.out, tolerance=cfg.tolerance, results=results, seed=cfg.seed, progress=progress)
         _stage(progress, f"4/4 baselines on the same networks: {', '.join(cfg.baselines)}")
-        env = agent_env_config(replace(agent, tolerance=cfg.tolerance))
+        # the baselines play the agent's episode (fine-tuning, keep-rates, reward), at the pipeline's tolerance
+        episode = trained_episode(agent, cfg.tolerance)
         for method in cfg.baselines:
             rate = {"uniform": cfg.uniform_rate, "magnitude": cfg.magnitude_rate}.get(method)
             loops = cfg.loops if method == "random" else None  # the random agent plays the agent's episode
             run_baseline(agent.zoo, method, rate, datasets=list(cfg.holdout), role="all", results=str(results),
-                         tolerance=cfg.tolerance, loops=loops, seed=cfg.seed, env_config=env, progress=progress)
+                         tolerance=cfg.tolerance, loops=loops, seed=cfg.seed, env_config=episode.to_dict(),
+                         progress=progress)
     summary = summarise(read_results(results), tolerance=cfg.tolerance)
     report = write_report(results, root / "report", tolerance=cfg.tolerance)
-    print(format_table(summary))
-    print(f"\nresults (Parquet): {results}\nreport: {report}\nagent: {root / 'agent'}  zoo: {root / 'zoo'}")
     return PipelineResult(root, results, report, summary)
 
 
 def _stage(progress: bool, message: str) -> None:
     if progress:
-        print(f"== {message}", flush=True)
+        log.info(f"== {message}")

@@ -1,4 +1,8 @@
-"""Shared fixtures: the benchmark data directory and one local Ray for the whole session."""
+"""Shared fixtures: the benchmark data directory, one local Ray and one tiny zoo for the whole session.
+
+Every test that takes the `shared_data_dir` fixture is marked `shared_data` here, so
+`pytest -m "not shared_data"` runs everything that does not need ../shared/datasets.
+"""
 from __future__ import annotations
 
 import os
@@ -10,6 +14,12 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("NEON_RAY_DATA_DIR", REPO.parent / "shared" / "datasets"))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "shared_data_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.shared_data)
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +60,9 @@ def tiny_zoo(ray_session, tmp_path_factory):
     """
     from neon_ray.nets.spec import SamplerConfig
     from neon_ray.nets.training import TrainConfig
-    from neon_ray.zoo.build import ZooConfig, build_zoo, open_zoo
+    from neon_ray.zoo.build import build_zoo
+    from neon_ray.zoo.config import ZooConfig
+    from neon_ray.zoo.store import open_zoo
 
     cfg = ZooConfig(out=str(tmp_path_factory.mktemp("tiny_zoo")), datasets=("sklearn:wine", "sklearn:breast_cancer"),
                     networks=3, test_networks=1, sampler=SamplerConfig(max_layers=2, widths=(16, 32)),

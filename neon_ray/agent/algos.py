@@ -34,17 +34,15 @@ from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
 from neon_ray.agent.a2c import A2CConfig
+from neon_ray.agent.export import ALGOS, read_policy
 from neon_ray.errors import CheckpointError, ConfigError
 
 AlgoName = Literal["a2c", "ppo"]
-ALGOS: tuple[str, ...] = ("a2c", "ppo")
 
 # Per-algorithm defaults: A2C from NEON's original (Adam 1e-3), PPO from the experiment
 # plan in method.md section 7 (lr 3e-4, clip 0.2).
 DEFAULT_LR = {"a2c": 1e-3, "ppo": 3e-4}
 PPO_CLIP = 0.2
-
-POLICY_SUBDIR = Path("learner_group", "learner", "rl_module", "default_policy")
 
 
 def make_algo_config(
@@ -237,8 +235,6 @@ def load_policy(checkpoint_dir: str | Path, *, seed: int | None = None) -> Loade
     Never unpickles: a checkpoint directory without the export is refused with a CheckpointError
     (RLlib's own pickles run arbitrary code when loaded). `seed` seeds non-greedy actions.
     """
-    from neon_ray.agent.export import read_policy
-
     folder = Path(checkpoint_dir).expanduser().absolute()
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such policy directory (expected policy.json + policy.pt)")

@@ -1,11 +1,12 @@
 """Applying a trained agent to networks: one network in-process, or a zoo in parallel on Ray.
 
-    pruned = prune_one(policy, model, dataset, agent_env_config(cfg, tolerance=5))   # no Ray
+    pruned = prune_one(policy, model, dataset, trained_episode(cfg, tolerance=5))   # no Ray
     frame = apply_agent("runs/agent", tolerance=5, results="runs/results")           # on Ray
 
-The agent prunes with exactly the episode it was trained in (keep-rates, loops, remove-layer
-action, reward, fine-tuning, importance from RUN/config.json), at ONE fixed tolerance: a run
-trained on a tolerance range must be told which tolerance to prune for.
+The agent prunes with exactly the episode it was trained in (the run's `EpisodeConfig`:
+keep-rates, loops, remove-layer action, reward, fine-tuning, importance from RUN/config.json),
+at ONE fixed tolerance: a run trained on a tolerance range must be told which tolerance to
+prune for.
 
 Which networks, by default (method.md §8): protocol B (the run has held-out datasets) prunes
 every network of the held-out datasets; protocol A prunes the test-role networks of the run's
@@ -20,44 +21,41 @@ policy.pt, see export.py) is read, never RLlib's pickles. Actions are greedy (th
 from __future__ import annotations
 
 import functools
-import math
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
-from neon_ray.pruning.episodes import (
-    Chooser, EpisodePruner, Pruned, RunOptions, n_actions, network_seed, prune_episode, run_networks, slug, zoo_networks,
-)
-from neon_ray.pruning.env import MAX_TOLERANCE
+from neon_ray.agent.algos import LoadedPolicy, load_policy
+from neon_ray.agent.config import AgentTrainConfig
+from neon_ray.agent.protocols import select_networks
+from neon_ray.agent.run_dir import agent_checkpoint
 from neon_ray.errors import ConfigError
+from neon_ray.pruning.batch import run_networks, slug, zoo_networks
+from neon_ray.pruning.episode_config import EpisodeConfig
+from neon_ray.pruning.episodes import Chooser, EpisodePruner, Pruned, RunOptions, network_seed, prune_episode
+from neon_ray.pruning.tolerance import parse_tolerance
+from neon_ray.zoo.store import open_zoo
 
-# env_config keys the episode runner sets per network (see episodes.check_env_config)
-_PER_NETWORK_KEYS = ("zoo", "networks", "datasets")
 
-
-def agent_env_config(cfg, tolerance: float | None = None) -> dict:
-    """The env settings an agent was trained with (an AgentTrainConfig), at one fixed tolerance.
+def trained_episode(cfg: AgentTrainConfig, tolerance: float | None = None) -> EpisodeConfig:
+    """The episode an agent was trained in (its run's resolved settings), at one fixed tolerance.
 
     `tolerance` None keeps the run's own tolerance when it is a single number.
     """
-    env = {k: v for k, v in cfg.env_config(()).items() if k not in _PER_NETWORK_KEYS}
     if tolerance is None:
-        if isinstance(cfg.tolerance, (tuple, list)):
-            lo, hi = cfg.tolerance
+        if isinstance(cfg.episode.tolerance, tuple):
+            lo, hi = cfg.episode.tolerance
             raise ConfigError(f"the agent was trained on tolerances {lo:g} to {hi:g} pp: give the tolerance to prune for "
                               f"(--tolerance A)")
-        tolerance = cfg.tolerance
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance) \
-            or not 0 <= tolerance <= MAX_TOLERANCE:
-        raise ConfigError(f"tolerance must be a number >= 0 and <= {MAX_TOLERANCE:g} (accuracy pp), got {tolerance!r}")
-    return {**env, "tolerance": float(tolerance)}
+        tolerance = cfg.episode.tolerance
+    tolerance = parse_tolerance(tolerance, allow_range=False)
+    return replace(cfg.episode, tolerance=tolerance, reward_params=cfg.resolved_reward_params())
 
 
 def policy_chooser(policy, env_actions: int, greedy: bool = True, seed: int = 0, network_id: str = "network",
                    where: str = "policy") -> Chooser:
     """obs -> action from a LoadedPolicy; sampled actions are seeded per network."""
-    from neon_ray.agent.algos import LoadedPolicy
-
     n_policy = policy.module.action_space.n
     if n_policy != env_actions:
         raise ConfigError(f"{where}: the policy has {n_policy} actions but the env has {env_actions} "
@@ -70,8 +68,6 @@ def policy_chooser(policy, env_actions: int, greedy: bool = True, seed: int = 0,
 @functools.lru_cache(maxsize=4)
 def _cached_policy(checkpoint: str):
     # Ray reuses worker processes across tasks: load each checkpoint once per process
-    from neon_ray.agent.algos import load_policy
-
     return load_policy(checkpoint)
 
 
@@ -86,16 +82,17 @@ class PolicyChooser:
         return policy_chooser(_cached_policy(self.checkpoint), env_actions, self.greedy, self.seed, network_id, self.checkpoint)
 
 
-def prune_one(policy, model, dataset, env_config: dict, *, greedy: bool = True, seed: int = 0,
+def prune_one(policy, model, dataset, episode: EpisodeConfig, *, greedy: bool = True, seed: int = 0,
               network_id: str = "network") -> Pruned:
     """Prune one network with a loaded policy in this process (no Ray, no zoo).
 
-    `env_config` must describe the episode the agent was trained in: use
-    `agent_env_config(cfg, tolerance)`. `model` is left unchanged; the result holds the pruned
-    network, the keep-rates chosen and the seconds taken.
+    `episode` must be the episode the agent was trained in: use `trained_episode(cfg, tolerance)`.
+    `model` is left unchanged; the result holds the pruned network, the keep-rates chosen and
+    the seconds taken.
     """
-    choose = policy_chooser(policy, n_actions(env_config), greedy, seed, network_id)
-    return prune_episode(model, dataset, network_id, env_config, choose, network_seed(seed, network_id))
+    choose = policy_chooser(policy, episode.n_actions, greedy, seed, network_id)
+    # the episode runner takes the episode as a dict (what its Ray tasks carry)
+    return prune_episode(model, dataset, network_id, episode.to_dict(), choose, network_seed(seed, network_id))
 
 
 def agent_pruner(run_dir: str | Path, tolerance: float | None = None, greedy: bool = True, seed: int = 0):
@@ -103,24 +100,19 @@ def agent_pruner(run_dir: str | Path, tolerance: float | None = None, greedy: bo
 
     Loads the policy once here, so a bad run directory fails before any task starts.
     """
-    from neon_ray.agent.algos import load_policy
-    from neon_ray.agent.training import agent_checkpoint
-
     run_dir = Path(run_dir).expanduser().resolve()
     checkpoint, cfg = agent_checkpoint(run_dir)
     load_policy(checkpoint)  # the export is complete and readable
-    env = agent_env_config(cfg, tolerance)
-    label = f"a={env['tolerance']:g} loops={cfg.loops}" + ("" if greedy else f" sample seed={seed}")
+    episode = trained_episode(cfg, tolerance)
+    label = f"a={episode.tolerance:g} loops={episode.loops}" + ("" if greedy else f" sample seed={seed}")
     extra = {"agent": str(run_dir), "checkpoint": checkpoint.name, "greedy": greedy, "algo": cfg.algo}
-    pruner = EpisodePruner(f"neon-{cfg.algo}", label, env, PolicyChooser(checkpoint, greedy, seed),
-                           tolerance=env["tolerance"], seed=seed, config=extra)
+    pruner = EpisodePruner(f"neon-{cfg.algo}", label, episode.to_dict(), PolicyChooser(checkpoint, greedy, seed),
+                           tolerance=episode.tolerance, seed=seed, config=extra)
     return pruner, cfg
 
 
 def default_networks(zoo, cfg, datasets: list[str] | None = None, role: str | None = None) -> pd.DataFrame:
     """The networks to prune: the protocol's reporting networks unless `datasets` / `role` say otherwise."""
-    from neon_ray.agent.protocols import select_networks
-
     if datasets is None and role is None:
         ids = select_networks(zoo, cfg.datasets, cfg.holdout).eval_ids
         manifest = zoo.manifest()
@@ -157,8 +149,6 @@ def apply_agent(
     Writes rows (method 'neon-a2c' / 'neon-ppo', the common schema) to `results` dataset by
     dataset and returns them; `options` saves pruned networks and adds Deep Compression.
     """
-    from neon_ray.zoo.build import open_zoo
-
     run_dir = Path(run_dir).expanduser().resolve()
     pruner, cfg = agent_pruner(run_dir, tolerance, greedy, seed)
     zoo = zoo if zoo is not None else cfg.zoo

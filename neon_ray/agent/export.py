@@ -36,15 +36,18 @@ import torch
 from neon_ray.errors import CheckpointError, NeonRayError
 from neon_ray.runtime.files import atomic_write, atomic_write_text
 
-FORMAT = "neon-ray-policy"
-VERSION = 1
+POLICY_FORMAT = "neon-ray-policy"
+POLICY_VERSION = 1
 SPEC_FILE = "policy.json"
 WEIGHTS_FILE = "policy.pt"
 ALGOS = ("a2c", "ppo")
+"""The algorithms neon-ray trains (see algos.py), so the ones a policy may come from."""
+# Where an RLlib algorithm checkpoint keeps the trained module.
+POLICY_SUBDIR = Path("learner_group", "learner", "rl_module", "default_policy")
 # The one RLModule class neon-ray's A2C and PPO train (PPOConfig's default for torch).
 MODULE_NAME = "DefaultPPOTorchRLModule"
 # model_config keys a policy may carry, with their kinds; anything else is refused.
-ACTIVATIONS = ("tanh", "relu", "swish", "silu", "elu", "linear", "sigmoid")
+POLICY_ACTIVATIONS = ("tanh", "relu", "swish", "silu", "elu", "linear", "sigmoid")
 _HIDDEN_KEYS = ("fcnet_hiddens", "head_fcnet_hiddens")
 _ACTIVATION_KEYS = ("fcnet_activation", "head_fcnet_activation")
 _BOOL_KEYS = ("vf_share_layers", "fcnet_use_layernorm", "head_fcnet_use_layernorm")
@@ -78,7 +81,7 @@ def policy_spec(module, algo: str) -> dict:
     if unknown:
         raise NeonRayError(f"cannot export the policy: its model_config has keys {unknown} the export does not describe")
     spec = {
-        "format": FORMAT, "version": VERSION, "algo": algo, "module": MODULE_NAME,
+        "format": POLICY_FORMAT, "version": POLICY_VERSION, "algo": algo, "module": MODULE_NAME,
         "observation_size": int(obs.shape[0]), "num_actions": int(act.n),
         "model_config": json.loads(json.dumps(config)), "weights": WEIGHTS_FILE,
     }
@@ -119,8 +122,6 @@ def export_rllib_checkpoint(checkpoint_dir: str | Path, algo: str) -> Path:
     """Add policy.json + policy.pt to an `algo.save_to_path()` checkpoint. TRUSTED CHECKPOINTS ONLY:
     this unpickles the RLlib checkpoint, which runs whatever code it contains."""
     from ray.rllib.core.rl_module.rl_module import RLModule
-
-    from neon_ray.agent.algos import POLICY_SUBDIR
 
     ckpt = Path(checkpoint_dir).expanduser().absolute()
     module_dir = ckpt / POLICY_SUBDIR
@@ -201,10 +202,10 @@ def _check_spec(spec: Any, where: str) -> None:
 
     if not isinstance(spec, dict):
         raise bad("expected a JSON object")
-    if spec.get("format") != FORMAT:
-        raise bad(f"format is {spec.get('format')!r}, expected {FORMAT!r}")
-    if spec.get("version") != VERSION:
-        raise bad(f"version {spec.get('version')!r} is not supported (this neon-ray reads version {VERSION})")
+    if spec.get("format") != POLICY_FORMAT:
+        raise bad(f"format is {spec.get('format')!r}, expected {POLICY_FORMAT!r}")
+    if spec.get("version") != POLICY_VERSION:
+        raise bad(f"version {spec.get('version')!r} is not supported (this neon-ray reads version {POLICY_VERSION})")
     if spec.get("algo") not in ALGOS:
         raise bad(f"algo {spec.get('algo')!r} is not one of {list(ALGOS)}")
     if spec.get("module") != MODULE_NAME:
@@ -228,8 +229,8 @@ def _check_spec(spec: Any, where: str) -> None:
     if not config.get("fcnet_hiddens"):
         raise bad("model_config fcnet_hiddens is missing or empty")
     for key in _ACTIVATION_KEYS:
-        if key in config and config[key] not in ACTIVATIONS:
-            raise bad(f"model_config {key} {config[key]!r} is not one of {list(ACTIVATIONS)}")
+        if key in config and config[key] not in POLICY_ACTIVATIONS:
+            raise bad(f"model_config {key} {config[key]!r} is not one of {list(POLICY_ACTIVATIONS)}")
     for key in _BOOL_KEYS:
         if key in config and not isinstance(config[key], bool):
             raise bad(f"model_config {key} {config[key]!r}: expected true or false")

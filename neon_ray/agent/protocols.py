@@ -7,7 +7,7 @@
   on ALL networks of the held-out datasets, which it never saw.
 
 Everything here works on a zoo manifest (a DataFrame with `network_id`, `dataset`, `role`) or
-on anything with a `.manifest()` method (a `neon_ray.zoo.build.Zoo`), so it needs neither Ray nor
+on anything with a `.manifest()` method (a `neon_ray.zoo.store.Zoo`), so it needs neither Ray nor
 torch. Network ID lists are in a stable order: by dataset name, then network ID.
 """
 from __future__ import annotations

@@ -28,14 +28,17 @@ import time
 from dataclasses import dataclass, field
 
 import pandas as pd
+import torch
 
-from neon_ray.pruning.episodes import (
-    EpisodePruner, FixedChooser, Pruned, RandomChooser, RunOptions, check_env_config, format_rate,
-    network_seed, run_networks, zoo_networks, slug,
-)
+from neon_ray.deepcomp.prune import apply_masks, prunable_weights, retrain_masked
 from neon_ray.errors import ConfigError
+from neon_ray.pruning.batch import run_networks, slug, zoo_networks
+from neon_ray.pruning.episodes import (
+    EpisodePruner, FixedChooser, Pruned, RandomChooser, RunOptions, check_env_config, format_rate, network_seed,
+)
+from neon_ray.pruning.finetune import FinetuneConfig
+from neon_ray.results.schema import check_tolerance
 from neon_ray.runtime.files import check_output_dir
-from neon_ray.results.store import check_tolerance
 
 METHODS = ("random", "uniform", "magnitude")
 DEFAULT_RATE = {"uniform": 0.5, "magnitude": 0.5}
@@ -57,10 +60,6 @@ def global_magnitude_masks(model, rate: float, max_layer_rate: float | None = DE
     Ties are broken by position (a stable sort), so the count is exact and the choice
     deterministic.
     """
-    import torch
-
-    from neon_ray.deepcomp.prune import prunable_weights
-
     check_rates(rate, max_layer_rate)
     weights = prunable_weights(model)
     scores, positions = [], []  # the candidates: magnitude and (layer, flat index)
@@ -98,13 +97,8 @@ def check_rates(rate: float, max_layer_rate: float | None) -> None:
 
 
 def masked_finetune_config(finetune: dict | None):
-    """deepcomp RetrainConfig with the budget of the env's fine-tuning (FinetuneConfig fields)."""
-    from neon_ray.deepcomp.retrain import RetrainConfig
-    from neon_ray.pruning.finetune import FinetuneConfig
-
-    ft = FinetuneConfig.from_dict(finetune)
-    return RetrainConfig(epochs=ft.max_epochs, batch_size=ft.batch_size, lr=ft.lr, patience=ft.patience,
-                         max_train_rows=ft.max_train_rows)
+    """The TrainConfig of the env's fine-tuning budget (FinetuneConfig fields)."""
+    return FinetuneConfig.from_dict(finetune).train_config()
 
 
 @dataclass(frozen=True)
@@ -142,8 +136,6 @@ class MagnitudePruner:
                 "seed": self.seed, "scope": "global"}
 
     def prune(self, model, dataset, network: dict) -> Pruned:
-        from neon_ray.deepcomp.prune import apply_masks, retrain_masked
-
         start = time.perf_counter()
         model = copy.deepcopy(model)
         masks = global_magnitude_masks(model, self.rate, self.max_layer_rate)
@@ -185,7 +177,7 @@ def make_pruner(method: str, rate: float | None = None, *, tolerance: float | No
     return EpisodePruner("uniform", f"keep={format_rate(rate)}", env, FixedChooser(0), tolerance=tolerance, seed=seed)
 
 
-def default_run_id(pruner) -> str:
+def baseline_run_id(pruner) -> str:
     """`{method}__{label}__s{seed}`: the same baseline run again maps to the same files."""
     return f"{pruner.method}__{slug(pruner.label)}__s{pruner.seed}"
 
@@ -219,5 +211,5 @@ def run_baseline(
     pruner = make_pruner(method, rate, tolerance=tolerance, loops=loops, seed=seed, env_config=env_config,
                          max_layer_rate=max_layer_rate)
     networks = zoo_networks(zoo, datasets, role)
-    return run_networks(zoo, pruner, networks, run_id=run_id or default_run_id(pruner), results=results,
+    return run_networks(zoo, pruner, networks, run_id=run_id or baseline_run_id(pruner), results=results,
                         options=options, address=address, progress=progress)

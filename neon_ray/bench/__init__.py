@@ -1,1 +1,1 @@
-"""Benchmarks: each prints its figures and writes them as JSON to a file given on the command line."""
+"""Benchmarks: each measures and returns its figures; cli/bench_*.py prints them and writes them as JSON (bench/io.py)."""

@@ -25,10 +25,12 @@ import pandas as pd
 from neon_ray.nets.checkpoint import network_exists, save_network
 from neon_ray.data.datasets import load_dataset
 from neon_ray.errors import ConfigError
-from neon_ray.runtime.progress import Progress
+from neon_ray.runtime.progress import ProgressLine
 from neon_ray.nets.spec import ArchSpec, build_mlp
 from neon_ray.nets.training import TrainConfig
-from neon_ray.zoo.build import ZooConfig, dataset_slug, network_id, train_planned, write_manifest, write_zoo_file
+from neon_ray.zoo.build import train_planned
+from neon_ray.zoo.config import ZooConfig, dataset_slug, network_id
+from neon_ray.zoo.store import write_manifest, write_zoo_file
 
 REFERENCE_DATASETS = ("phoneme", "satimage")
 REFERENCE_NETWORKS = {
@@ -100,7 +102,7 @@ def build_reference_zoo(
                         "init_seed": init_seed(dataset, name, seed), "spec": spec.to_dict()}
                 work.append((data, name, plan, stem))
     write_zoo_file(cfg)
-    bar = Progress(len(work), "reference networks", enabled=progress)
+    bar = ProgressLine(len(work), "reference networks", enabled=progress)
     for data, name, plan, stem in work:
         state, row = train_planned(plan, data, train)
         model = build_mlp(ArchSpec.from_dict(plan["spec"]))

@@ -1,6 +1,6 @@
 """Agent training throughput with 1 and with 2 EnvRunners on the same zoo, measured in one run.
 
-    neon-ray bench rollout --zoo runs/zoo --out bench/rollout.json --iterations 5
+    neon-ray bench rollout --zoo runs/zoo --out bench/rollout.json --iterations 5   (cli/bench_rollout.py)
 
 For each runner count the same agent configuration is built, one `train()` iteration is run
 untimed (process start, dataset loading, first network loads), and then `--iterations` timed
@@ -23,84 +23,40 @@ counts (it drops only through parallel overhead, not through waiting).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from dataclasses import replace
 
-from neon_ray.bench.io import MAX_SEED, check_out, int_list_in, write_json
-from neon_ray.cli.common import add_address, csv_list, int_in
+from neon_ray.agent.protocols import select_networks
+from neon_ray.agent.config import mean_episode_steps
+from neon_ray.agent.training import algo_config, runner_cpus
+from neon_ray.runtime import ray_session as raysession
+from neon_ray.zoo.store import open_zoo
 
 TARGET_SPEEDUP = 1.8
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "rollout",
-        help="agent training throughput (pruning steps/s, episodes/min) with 1 and with 2 EnvRunners, and the ratio",
-        description="Train the same agent with each EnvRunner count for a few iterations (after one untimed "
-                    "start-up iteration) and report pruning steps per second, episodes per minute and the speed-up.",
-    )
-    p.add_argument("--zoo", required=True, help="zoo directory (see `neon-ray zoo build`)")
-    p.add_argument("--out", required=True, help="JSON file for the figures")
-    p.add_argument("--datasets", type=csv_list, default=None,
-                   help="comma-separated datasets whose train networks to use (default: all in the zoo)")
-    p.add_argument("--iterations", type=int_in(1), default=5, help="timed training iterations per runner count, >= 1 (default 5)")
-    p.add_argument("--runners", type=int_list_in(1, 1024), default=(1, 2), help="EnvRunner counts to compare, each >= 1 (default 1,2)")
-    p.add_argument("--batch-episodes", type=int_in(1), default=8, help="episodes' worth of steps per iteration, >= 1 (default 8)")
-    p.add_argument("--loops", type=int_in(1), default=4, help="passes over the hidden layers per episode, >= 1 (default 4)")
-    p.add_argument("--finetune-epochs", type=int_in(1), default=3,
-                   help="fine-tuning epochs at most per pruning step, >= 1 (default 3)")
-    p.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help=f"seed, 0 to {MAX_SEED} (default 0)")
-    add_address(p)
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    from neon_ray.agent.training import AgentTrainConfig, default_finetune
-    from neon_ray.errors import ConfigError
-
-    check_out(args.out)
-    if args.iterations < 1 or args.batch_episodes < 1 or not args.runners or min(args.runners) < 1:
-        raise ConfigError("bench rollout: --iterations, --batch-episodes and every --runners value must be >= 1")
-    base = AgentTrainConfig(zoo=args.zoo, datasets=tuple(args.datasets) if args.datasets else None, loops=args.loops,
-                            warmup_episodes=0, seed=args.seed,
-                            finetune=replace(default_finetune(), max_epochs=args.finetune_epochs))
+def rollout_figures(base, runners, iterations: int, batch_episodes: int, address: str | None = None) -> dict:
+    """`measure_rollout` with the machine's load averages around it and the speed-up of the most
+    runners over the fewest (when they differ)."""
     load_before = os.getloadavg()
-    by_runners = measure_rollout(base, args.runners, args.iterations, args.batch_episodes, address=args.address)
-    for n, fig in by_runners.items():
-        print(f"runners={n}: {fig['env_steps']} steps, {fig['episodes']} episodes in {fig['seconds']:.1f} s -> "
-              f"{fig['steps_per_s']:.2f} steps/s, {fig['episodes_per_min']:.1f} episodes/min "
-              f"(start-up iteration {fig['startup_s']:.1f} s, build {fig['build_s']:.1f} s; "
-              f"runner CPU share {fig['runner_cpu_share']}, driver {fig['driver_cpu_share']}; "
-              f"{fig['steps_per_runner_cpu_s']:.1f} steps per runner CPU second)")
-    figures = {"benchmark": "rollout", "zoo": args.zoo, "datasets": args.datasets, "iterations": args.iterations,
-               "batch_episodes": args.batch_episodes, "loops": args.loops, "finetune_epochs": args.finetune_epochs,
-               "by_runners": by_runners, "load_average_before": load_before, "load_average_after": os.getloadavg()}
-    lo, hi = min(args.runners), max(args.runners)
+    by_runners = measure_rollout(base, runners, iterations, batch_episodes, address=address)
+    figures = {"by_runners": by_runners, "load_average_before": load_before, "load_average_after": os.getloadavg()}
+    lo, hi = min(runners), max(runners)
     if hi != lo:
         ratio = by_runners[hi]["steps_per_s"] / by_runners[lo]["steps_per_s"]
         figures.update({"speedup": ratio, "speedup_runners": [lo, hi], "target": TARGET_SPEEDUP})
-        verdict = "meets" if ratio >= TARGET_SPEEDUP else "misses"
-        print(f"speed-up {hi} vs {lo} runners: x{ratio:.2f} ({verdict} the x{TARGET_SPEEDUP} target)")
-    write_json(args.out, figures)
-    print(f"figures written to {args.out}")
-    return 0
+    return figures
 
 
 def measure_rollout(base, runners, iterations: int, batch_episodes: int, address: str | None = None) -> dict[int, dict]:
     """Throughput figures per EnvRunner count for the agent configuration `base`."""
-    from neon_ray.agent.protocols import select_networks
-    from neon_ray.agent.training import mean_episode_steps
-    from neon_ray.runtime.ray_session import cluster_cpus, ray_session
-    from neon_ray.zoo.build import open_zoo
-
     zoo = open_zoo(base.zoo)
     selection = select_networks(zoo, base.datasets, base.holdout)
-    batch = max(1, round(batch_episodes * mean_episode_steps(zoo.manifest(), selection.train_ids, base.loops)))
+    batch = max(1, round(batch_episodes * mean_episode_steps(zoo.manifest(), selection.train_ids, base.episode.loops)))
     results = {}
-    with ray_session(address):
-        cpus = cluster_cpus()
+    with raysession.ray_session(address):
+        cpus = raysession.cluster_cpus()
         for n in runners:
             cfg = replace(base, num_env_runners=n, train_batch_size=batch, episodes=1).resolve(selection, zoo.manifest())
             results[n] = _measure_one(cfg, selection.train_ids, cpus, iterations)
@@ -108,8 +64,6 @@ def measure_rollout(base, runners, iterations: int, batch_episodes: int, address
 
 
 def _measure_one(cfg, network_ids, cpus: float, iterations: int) -> dict:
-    from neon_ray.agent.training import algo_config, runner_cpus
-
     t0 = time.perf_counter()
     algo = algo_config(cfg, network_ids, cpu_budget=cpus,
                        num_cpus_per_env_runner=runner_cpus(cpus, cfg.num_env_runners)).build_algo()

@@ -79,7 +79,7 @@ def configure_logging(verbose: bool = False):
 
     Restores the logger's level and handlers afterwards, so in-process callers (tests) are left as they were.
     """
-    from neon_ray.runtime.ray_session import quiet_ray_logs
+    from neon_ray.runtime.ray_session import quiet_ray_logs  # here: only a running command needs it, not `--help`
 
     logger = logging.getLogger("neon_ray")
     level, handler = logger.level, logging.StreamHandler(sys.stderr)

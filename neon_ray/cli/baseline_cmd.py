@@ -1,9 +1,13 @@
-"""`neon-ray baseline`: random, uniform or magnitude pruning of zoo networks, one Parquet row per network."""
+"""`neon-ray baseline`: random, uniform or magnitude pruning of zoo networks, one Parquet row per network.
+
+Library modules are imported inside the handlers: `neon-ray --help` must not pay for torch and Ray.
+"""
 from __future__ import annotations
 
 import argparse
 
 from neon_ray.cli.common import add_address, csv_list, float_in, float_list, int_in
+from neon_ray.errors import ConfigError
 
 
 def register(sub) -> None:
@@ -37,8 +41,6 @@ def register(sub) -> None:
 
 def env_config_from_args(args: argparse.Namespace) -> dict:
     """The env settings the flags change; everything else keeps PruningEnv's defaults."""
-    from neon_ray.errors import ConfigError
-
     env: dict = {}
     if args.keep_rates is not None:
         if args.method != "random":
@@ -51,9 +53,8 @@ def env_config_from_args(args: argparse.Namespace) -> dict:
 
 def _baseline(args: argparse.Namespace) -> int:
     from neon_ray.baselines.pruners import DEFAULT_MAX_LAYER_RATE, run_baseline
-    from neon_ray.errors import ConfigError
     from neon_ray.pruning.episodes import RunOptions
-    from neon_ray.results.store import format_table, summarise
+    from neon_ray.results.summary import format_summary, summarise
 
     if args.max_layer_rate is not None and args.method != "magnitude":
         raise ConfigError(f"--max-layer-rate is a magnitude pruning option; {args.method} does not take it")
@@ -63,6 +64,6 @@ def _baseline(args: argparse.Namespace) -> int:
         tolerance=args.tolerance, loops=args.loops, seed=args.seed, env_config=env_config_from_args(args),
         max_layer_rate=cap, run_id=args.run_id, options=RunOptions(timing=not args.no_timing), address=args.address,
     )
-    print(format_table(summarise(frame, by="dataset", tolerance=args.tolerance)))
+    print(format_summary(summarise(frame, by="dataset", tolerance=args.tolerance)))
     print(f"{len(frame)} rows written to {args.results} (run {frame['run_id'].iloc[0]})")
     return 0

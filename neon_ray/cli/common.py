@@ -5,6 +5,8 @@ import argparse
 import math
 
 from neon_ray.errors import ConfigError
+from neon_ray.nets.checks import MAX_SEED  # standard library only: keeps --help fast
+from neon_ray.pruning.tolerance import Tolerance, parse_tolerance
 
 
 def csv_list(text: str) -> list[str]:
@@ -26,16 +28,20 @@ def float_list(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
 
 
-def tolerance_arg(text: str) -> float | tuple[float, float]:
-    """`5` (one tolerance, in accuracy percentage points) or `1:50` (a range sampled per episode)."""
+def tolerance_arg(text: str) -> Tolerance:
+    """argparse type: `5` (one tolerance, in accuracy percentage points) or `1:50` (a range sampled per episode)."""
     try:
-        parts = [float(x) for x in text.split(":")] if ":" in text else [float(text)]
-        if len(parts) > 2 or not all(math.isfinite(x) and 0 <= x <= 100 for x in parts) or parts != sorted(parts):
-            raise ValueError
-        return (parts[0], parts[1]) if len(parts) == 2 else parts[0]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"tolerance must be a number of percentage points in [0, 100] or a range LO:HI with LO <= HI, got {text!r}") from exc
+        return parse_tolerance(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def fixed_tolerance_arg(text: str) -> float:
+    """argparse type: one tolerance in accuracy percentage points, in [0, 100]."""
+    try:
+        return parse_tolerance(text, allow_range=False)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _bounded(kind, lo, hi, text: str, lo_open: bool = False):
@@ -81,3 +87,15 @@ def add_address(parser: argparse.ArgumentParser) -> None:
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
+
+
+def int_list_in(lo: int, hi: int | None = None):
+    """argparse type: comma-separated integers, each in [lo, hi], at least one."""
+    def parse(text: str) -> tuple[int, ...]:
+        values = int_list(text)
+        if not values or not all(v >= lo and (hi is None or v <= hi) for v in values):
+            bounds = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, each {bounds}, got {text!r}")
+        return values
+    parse.__name__ = "integer list"
+    return parse

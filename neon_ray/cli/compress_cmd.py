@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 
-from neon_ray.cli.common import int_in
+from neon_ray.cli.common import MAX_SEED, int_in
+from neon_ray.errors import ConfigError
 
-MAX_SEED = 2**32 - 1
 MAX_EPOCHS = 100_000
 MAX_Q = 10.0  # neon_ray.deepcomp.prune.MAX_Q (not imported: `--help` must not import torch)
 MAX_BITS = 12  # neon_ray.deepcomp.share.MAX_BITS (a test keeps them equal)
@@ -55,9 +56,7 @@ def register(sub) -> None:
 
 def config_from_args(args: argparse.Namespace, seed: int):
     """The DeepCompConfig the flags ask for (defaults where a flag is absent)."""
-    from dataclasses import replace
-
-    from neon_ray.deepcomp import DeepCompConfig
+    from neon_ray.deepcomp.pipeline import DeepCompConfig  # here, not at the top: torch, and `--help` must stay fast
 
     cfg = DeepCompConfig(seed=seed, init=args.init)
     if args.q is not None:
@@ -65,17 +64,17 @@ def config_from_args(args: argparse.Namespace, seed: int):
     if args.bits is not None:
         cfg = replace(cfg, fc_bits=args.bits)
     if args.prune_epochs is not None:
-        cfg = replace(cfg, prune_retrain=replace(cfg.prune_retrain, epochs=args.prune_epochs))
+        cfg = replace(cfg, prune_retrain=replace(cfg.prune_retrain, max_epochs=args.prune_epochs) if args.prune_epochs else None)
     if args.share_epochs is not None:
-        cfg = replace(cfg, share_retrain=replace(cfg.share_retrain, epochs=args.share_epochs))
+        cfg = replace(cfg, share_retrain=replace(cfg.share_retrain, max_epochs=args.share_epochs) if args.share_epochs else None)
     return cfg
 
 
 def _compress(args: argparse.Namespace) -> int:
-    from neon_ray.nets.checkpoint import load_network
+    # imported here, not at the top: they pull in torch, and `neon-ray --help` must stay fast
     from neon_ray.data.datasets import load_dataset
-    from neon_ray.deepcomp import compress_model, format_table
-    from neon_ray.errors import ConfigError
+    from neon_ray.deepcomp.pipeline import compress_model, format_stage_table
+    from neon_ray.nets.checkpoint import load_network
     from neon_ray.runtime.files import atomic_write_text, check_output_file
 
     # Output locations first: a refused --out must not cost the whole compression.
@@ -96,7 +95,7 @@ def _compress(args: argparse.Namespace) -> int:
         )
     print(f"compressing {model.spec.describe()} on {name} (seed {seed}): q {cfg.q_schedule}, {cfg.fc_bits} bits, {cfg.init} init")
     _, rows = compress_model(model, dataset, cfg, out, log=print)
-    print(format_table(rows))
+    print(format_stage_table(rows))
     print(f"compressed network written to {args.out} ({rows[-1]['bytes']:,} bytes)")
     if table is not None:
         atomic_write_text(table, json.dumps({"config": cfg.to_dict(), "rows": rows}, indent=1))

@@ -1,11 +1,13 @@
-"""`neon-ray datasets list|show`: what data is available and how one dataset looks after loading."""
+"""`neon-ray datasets list|show`: what data is available and how one dataset looks after loading.
+
+Library modules are imported inside the handlers: `neon-ray --help` must not pay for torch and pandas.
+"""
 from __future__ import annotations
 
 import argparse
 
-from neon_ray.cli.common import int_in
+from neon_ray.cli.common import MAX_SEED, int_in
 
-MAX_SEED = 2**32 - 1
 DATA_DIR_HELP = "directory with MANIFEST.csv (without it: the scikit-learn bundled sets)"
 MAX_NAMES_SHOWN = 12
 
@@ -26,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from neon_ray.data.datasets import list_datasets
+    from neon_ray.data.sources import list_datasets
 
     table = list_datasets(args.data_dir)
     print(table[["name", "rows", "features", "classes"]].to_string(index=False))

@@ -29,6 +29,7 @@ def register(sub) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    # imported here, as in the other handlers: the pipeline loads torch and Ray, and `neon-ray --help` must stay fast
     from dataclasses import replace
 
     from neon_ray.runtime.files import check_output_dir
@@ -38,7 +39,7 @@ def _demo(args: argparse.Namespace) -> int:
     cfg = PipelineConfig(out=args.out)
     if args.episodes is not None:
         cfg = replace(cfg, episodes=args.episodes)
-    run_pipeline(cfg, address=args.address)
+    _print_result(run_pipeline(cfg, address=args.address))
     return 0
 
 
@@ -50,5 +51,14 @@ def run_spec(args: argparse.Namespace) -> int:
         check_output_dir(args.out, "--out (run directory)")
     cfg = load_spec(args.spec, out=args.out, data_dir=args.data_dir, episodes=args.episodes)
     check_output_dir(cfg.out, "run directory (the spec's out)")
-    run_pipeline(cfg, address=args.address)
+    _print_result(run_pipeline(cfg, address=args.address))
     return 0
+
+
+def _print_result(result) -> None:
+    """The summary table of a finished pipeline run and where its outputs are."""
+    from neon_ray.results.summary import format_summary
+
+    root = result.root
+    print(format_summary(result.summary))
+    print(f"\nresults (Parquet): {result.results}\nreport: {result.report}\nagent: {root / 'agent'}  zoo: {root / 'zoo'}")

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from neon_ray.cli.common import add_address, csv_list, float_in, int_in
+from neon_ray.cli.common import MAX_SEED, add_address, csv_list, fixed_tolerance_arg, int_in
 
-MAX_TOLERANCE = 100.0  # accuracy pp, as neon_ray.pruning.env.MAX_TOLERANCE
-MAX_SEED = 2**32 - 1
 
 
 def register(sub) -> None:
@@ -25,7 +23,7 @@ def register(sub) -> None:
     p.add_argument("--zoo", default=None, help="zoo directory (default: the one the agent trained on)")
     p.add_argument("--datasets", type=csv_list, default=None, help="comma-separated datasets (default: see above)")
     p.add_argument("--role", choices=["test", "all"], default=None, help="which networks of those datasets (default: see above)")
-    p.add_argument("--tolerance", type=float_in(0, MAX_TOLERANCE), default=None,
+    p.add_argument("--tolerance", type=fixed_tolerance_arg, default=None,
                    help="allowed accuracy drop in pp to prune for (required when the agent trained on a range)")
     p.add_argument("--sample", action="store_true", help="sample actions from the policy instead of taking the most likely one")
     p.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help="seed of sampled actions and fine-tuning (default 0)")
@@ -40,12 +38,13 @@ def register(sub) -> None:
 
 
 def _prune(args: argparse.Namespace) -> int:
+    # imported here: they load torch and Ray, and `neon-ray --help` must stay fast
     from pathlib import Path
 
     from neon_ray.agent.apply import apply_agent
     from neon_ray.pruning.episodes import RunOptions
     from neon_ray.runtime.files import check_output_dir
-    from neon_ray.results.store import format_table, summarise
+    from neon_ray.results.summary import format_summary, summarise
 
     check_output_dir(args.results, "results directory (--results)")
     if args.save_networks:
@@ -58,7 +57,7 @@ def _prune(args: argparse.Namespace) -> int:
         greedy=not args.sample, seed=args.seed, results=args.results, run_id=args.run_id, options=options,
         address=args.address,
     )
-    print(format_table(summarise(frame)))
+    print(format_summary(summarise(frame)))
     print(f"{len(frame)} rows written to {args.results} (run {frame['run_id'].iloc[0]})")
     if args.save_networks:
         print(f"pruned networks saved under {args.save_networks}")

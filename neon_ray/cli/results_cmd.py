@@ -1,4 +1,7 @@
-"""`neon-ray results summary|report`: summarise result Parquet files."""
+"""`neon-ray results summary|report`: summarise result Parquet files.
+
+Library modules are imported inside the handlers: `neon-ray --help` must not pay for pandas and pyarrow.
+"""
 from __future__ import annotations
 
 import argparse
@@ -33,14 +36,15 @@ def register(sub) -> None:
 
 
 def _warn_incomplete(runs) -> None:
-    from neon_ray.results.store import incomplete_messages
+    from neon_ray.results.summary import incomplete_messages
 
     for line in incomplete_messages(runs):
         print(f"neon-ray: warning: {line}", file=sys.stderr)
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from neon_ray.results.store import format_table, read_results, run_status, summarise
+    from neon_ray.results.store import read_results
+    from neon_ray.results.summary import format_summary, run_status, summarise
 
     frame = read_results(args.results)
     runs = run_status(args.results, frame)
@@ -54,10 +58,10 @@ def _summary(args: argparse.Namespace) -> int:
         doc["runs"] = json.loads(runs.to_json(orient="records"))
         print(json.dumps(doc, indent=1, default=float))
         return 0
-    print(format_table(overall))
+    print(format_summary(overall))
     if by is not None:
         print()
-        print(format_table(by))
+        print(format_summary(by))
     return 0
 
 

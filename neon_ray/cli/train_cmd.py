@@ -2,7 +2,8 @@
 
 Agent flags default to None, meaning "not given": a new run takes AgentTrainConfig's defaults
 for them, and a resumed run takes RUN/config.json's values, so `--resume` needs no flags but
---out, and a flag that contradicts the saved run is refused by name.
+--out, and a flag that contradicts the saved run is refused by name. Training progress comes
+as `neon_ray` log lines (stderr); the final result is printed here.
 """
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ import argparse
 import math
 from dataclasses import replace
 
-from neon_ray.cli.common import add_address, csv_list, float_in, float_list, int_in, int_list, tolerance_arg
+from neon_ray.cli.common import MAX_SEED, add_address, csv_list, float_in, float_list, int_in, int_list, tolerance_arg
 
 # Same bounds as AgentTrainConfig / FinetuneConfig / EnvConfig check (kept literal: importing them costs seconds).
-MAX_SEED = 2**32 - 1
 
 EPILOG = """\
 examples:
@@ -33,13 +33,17 @@ same command (it is overwritten); --resume needs a completed checkpoint.
 """
 
 # flag dest -> AgentTrainConfig field, for flags whose value is used as given
-_DIRECT = {
-    "zoo": "zoo", "algo": "algo", "tolerance": "tolerance", "tolerance_sampling": "tolerance_sampling",
-    "loops": "loops", "importance": "importance", "warmup": "warmup_episodes", "batch_steps": "train_batch_size",
+_AGENT = {
+    "zoo": "zoo", "algo": "algo", "warmup": "warmup_episodes", "batch_steps": "train_batch_size",
     "lr": "lr", "gamma": "gamma", "entropy": "entropy_coeff", "seed": "seed", "episodes": "episodes",
     "runners": "num_env_runners", "checkpoint_every": "checkpoint_every", "keep_checkpoints": "keep_checkpoints",
 }
-_TUPLES = {"datasets": "datasets", "holdout": "holdout", "keep_rates": "keep_rates", "hidden": "hidden"}
+_AGENT_TUPLES = ("datasets", "holdout", "hidden")
+# flag dest -> EpisodeConfig field (the episode the agent trains in)
+_EPISODE = {
+    "tolerance": "tolerance", "tolerance_sampling": "tolerance_sampling", "loops": "loops", "importance": "importance",
+    "keep_rates": "keep_rates", "remove_layer": "remove_layer_action",
+}
 _FINETUNE = {"finetune_epochs": "max_epochs", "finetune_rows": "max_train_rows", "finetune_scope": "scope"}
 
 
@@ -127,43 +131,47 @@ def hidden_arg(text: str) -> tuple[int, ...]:
     return widths
 
 
-def given_fields(args: argparse.Namespace, finetune) -> dict:
-    """AgentTrainConfig fields for the flags that were given; `finetune` is the config the --finetune-* flags change."""
+def given_fields(args: argparse.Namespace, episode) -> dict:
+    """AgentTrainConfig fields for the flags that were given; the episode flags change `episode` (an EpisodeConfig)."""
+    # imported here, as every import of the project's modules below: they load torch and Ray,
+    # and `neon-ray --help` must stay fast
     from neon_ray.tune.sweep import RewardVariant
 
-    fields = {f: getattr(args, a) for a, f in _DIRECT.items() if getattr(args, a, None) is not None}
-    fields |= {f: tuple(getattr(args, a)) for a, f in _TUPLES.items() if getattr(args, a, None) is not None}
-    if getattr(args, "remove_layer", None):
-        fields["remove_layer"] = True
+    fields = {f: getattr(args, a) for a, f in _AGENT.items() if getattr(args, a, None) is not None}
+    fields |= {a: tuple(getattr(args, a)) for a in _AGENT_TUPLES if getattr(args, a, None) is not None}
+    changes = {f: getattr(args, a) for a, f in _EPISODE.items() if getattr(args, a, None) is not None}
     if getattr(args, "reward", None) is not None:
         reward = RewardVariant.parse(args.reward)
-        fields |= {"reward": reward.reward, "reward_params": dict(reward.params) or None}
-    changes = {f: getattr(args, a) for a, f in _FINETUNE.items() if getattr(args, a) is not None}
+        changes |= {"reward": reward.reward, "reward_params": dict(reward.params) or None}
+    finetune = {f: getattr(args, a) for a, f in _FINETUNE.items() if getattr(args, a) is not None}
+    if finetune:
+        changes["finetune"] = replace(episode.finetune, **finetune)
     if changes:
-        fields["finetune"] = replace(finetune, **changes)
+        fields["episode"] = replace(episode, **changes)
     return fields
 
 
 def agent_config_from_args(args: argparse.Namespace, **overrides):
     """A new AgentTrainConfig: AgentTrainConfig's defaults, the given flags, then `overrides`."""
-    from neon_ray.agent.training import AgentTrainConfig, default_finetune
+    from neon_ray.agent.config import AgentTrainConfig, default_agent_episode
     from neon_ray.errors import ConfigError
 
     if not args.zoo:
         raise ConfigError("--zoo is required to start a run (only --resume reads it from RUN/config.json)")
-    return AgentTrainConfig(**{**given_fields(args, default_finetune()), **overrides})
+    return AgentTrainConfig(**{**given_fields(args, default_agent_episode()), **overrides})
 
 
 def _resumed_config(args: argparse.Namespace):
     """RUN/config.json's settings with the given flags applied (train_agent refuses contradicting ones)."""
-    from neon_ray.agent.training import RunDir
+    from neon_ray.agent.run_dir import RunDir
 
     saved = RunDir(args.out).read_config()
-    return replace(saved, **given_fields(args, saved.finetune), out=args.out)
+    return replace(saved, **given_fields(args, saved.episode), out=args.out)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from neon_ray.agent.training import CONFIG_FILE, train_agent
+    from neon_ray.agent.run_dir import CONFIG_FILE
+    from neon_ray.agent.training import train_agent
     from neon_ray.errors import ConfigError
     from neon_ray.runtime.files import check_output_dir
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from neon_ray.cli.common import add_address, float_in, int_in, tolerance_arg
+from neon_ray.cli.common import add_address, float_in, int_in
 from neon_ray.cli.train_cmd import add_agent_arguments, agent_config_from_args
+from neon_ray.pruning.tolerance import parse_tolerance
 
 EPILOG = """\
 examples:
@@ -15,7 +16,8 @@ examples:
       --tolerances 5,1:50 --grid-reward neon --grid-reward composite:w_params=2,penalty=1
 
 After the sweep OUT/NAME/summary.parquet holds one row per trial (mean return, parameter
-reduction and accuracy change over its last iterations), also printed as a table, and
+reduction and accuracy change over its last iterations), also printed as a table (best mean
+return first), and
 `tensorboard --logdir OUT/NAME` shows every trial's curves.
 """
 
@@ -50,17 +52,15 @@ def register(sub) -> None:
 
 
 def _tolerances(text: str) -> tuple:
-    try:
-        return tuple(tolerance_arg(item.strip()) for item in text.split(",") if item.strip())
-    except argparse.ArgumentTypeError as exc:
-        from neon_ray.errors import ConfigError
-
-        raise ConfigError(f"--tolerances: {exc}") from None
+    return tuple(parse_tolerance(item.strip(), "--tolerances: tolerance") for item in text.split(",") if item.strip())
 
 
 def _tune(args: argparse.Namespace) -> int:
+    # imported here: they load torch and Ray, and `neon-ray --help` must stay fast
     from neon_ray.runtime.files import check_output_dir
-    from neon_ray.tune.sweep import DEFAULT_REWARDS, DEFAULT_TOLERANCES, RewardVariant, SweepConfig, run_sweep
+    from neon_ray.tune.sweep import (
+        DEFAULT_REWARDS, DEFAULT_TOLERANCES, RewardVariant, SweepConfig, format_trials, run_sweep,
+    )
 
     check_output_dir(args.out, "--out (sweep storage directory)")
     base = agent_config_from_args(args)
@@ -76,6 +76,7 @@ def _tune(args: argparse.Namespace) -> int:
         concurrent=args.concurrent,
     )
     result = run_sweep(cfg, address=args.address)
+    print(format_trials(result.table))
     failed = int((result.table["status"] != "ok").sum())
     if failed:
         print(f"{failed} trial(s) failed; see the error column of {result.summary_path}")

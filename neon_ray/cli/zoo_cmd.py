@@ -1,14 +1,16 @@
-"""`neon-ray zoo build|list`: train a network zoo on Ray and inspect it."""
+"""`neon-ray zoo build|list`: train a network zoo on Ray and inspect it.
+
+Library modules are imported inside the handlers: `neon-ray --help` must not pay for torch and Ray.
+"""
 from __future__ import annotations
 
 import argparse
 
-from neon_ray.cli.common import add_address, csv_list, int_in, int_list
+from neon_ray.cli.common import MAX_SEED, add_address, csv_list, int_in, int_list
 
 # The bounds below repeat those of ZooConfig, SamplerConfig and TrainConfig (which enforce them
 # too), so that --help can state them without importing torch.
 MAX_NETWORKS = 10_000
-MAX_SEED = 2**32 - 1
 MAX_LAYERS = 64
 MAX_WIDTH = 16384
 MAX_EPOCHS = 100_000
@@ -65,7 +67,7 @@ def register(sub) -> None:
 def zoo_config_from_args(args: argparse.Namespace):
     from neon_ray.nets.spec import SamplerConfig
     from neon_ray.nets.training import TrainConfig
-    from neon_ray.zoo.build import ZooConfig
+    from neon_ray.zoo.config import ZooConfig
 
     sampler = SamplerConfig(max_layers=args.max_layers, **({"widths": args.widths} if args.widths else {}))
     test_networks = args.test_networks if args.test_networks is not None else args.networks // 5
@@ -90,7 +92,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from neon_ray.zoo.build import open_zoo
+    from neon_ray.zoo.store import open_zoo
 
     zoo = open_zoo(args.zoo)
     if args.dataset is not None:

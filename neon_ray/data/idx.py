@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neon_ray.data.datasets import Dataset, check_seed, check_split_sizes, split_indices, warn_missing_classes
+from neon_ray.data.splits import Dataset, check_seed, check_split_sizes, split_indices, warn_missing_classes
 from neon_ray.errors import ConfigError, DataError
 
 IDX_TYPES: dict[int, np.dtype] = {

@@ -44,8 +44,8 @@ from neon_ray.deepcomp.lenet import LeNet5, LeNet5Config
 from neon_ray.deepcomp.prune import prunable_weights
 from neon_ray.deepcomp.share import SharedWeights
 from neon_ray.errors import CheckpointError, ConfigError
-from neon_ray.runtime.files import atomic_write_bytes
 from neon_ray.nets.spec import ArchSpec, MLP, build_mlp
+from neon_ray.runtime.files import atomic_write_bytes
 
 MAGIC = b"NRDC"
 VERSION = 1

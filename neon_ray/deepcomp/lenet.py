@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from neon_ray.deepcomp.checks import check_int
+from neon_ray.nets.checks import check_int
 from neon_ray.nets.spec import ArchSpec
 
 

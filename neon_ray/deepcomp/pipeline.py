@@ -3,8 +3,8 @@
     model, table = compress_model(model, dataset, DeepCompConfig(), "net.nrdc")
 
 Rows (dicts, JSON-ready): stage, params, nonzeros, bytes, compression (dense bytes / bytes),
-test_accuracy, test_error, seconds. Bytes are real encodings: stage 0 is dense float32
-storage of the state_dict; later stages are the length of the file format's encoding
+test_accuracy, test_error, seconds. Bytes are real encodings: stage 0 is dense storage of
+the state_dict (`metrics.dense_bytes`); later stages are the length of the file format's encoding
 (fixed-width streams for "pruned" and "shared", Huffman streams for "huffman", which is the
 file written to `out_path`). The returned model is decoded from that file, and is checked to
 hold exactly the weights of the in-memory shared model. Works after NEON's structured pruning
@@ -21,15 +21,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from neon_ray.nets import metrics
 from neon_ray.deepcomp import fileformat
-from neon_ray.deepcomp.checks import check_float, check_int
 from neon_ray.deepcomp.prune import MAX_Q, layer_kind, magnitude_prune
-from neon_ray.deepcomp.retrain import RetrainConfig
 from neon_ray.deepcomp.share import INITS, MAX_BITS, finetune_centroids, share_weights
 from neon_ray.errors import ConfigError
+from neon_ray.nets import metrics
+from neon_ray.nets.checks import MAX_SEED, check_int, check_number
+from neon_ray.nets.training import MAX_LR, TrainConfig
 
-MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -41,10 +40,13 @@ class DeepCompConfig:
     the default leaves ~8% of LeNet-300-100's weights, as in the paper."""
     q_scale: dict[str, float] = field(default_factory=dict)
     """Per-weight multiplier of q, by state_dict name (e.g. {"head.weight": 0.5} prunes the output layer less)."""
-    prune_retrain: RetrainConfig = RetrainConfig(epochs=6, lr=5e-4, l2=1e-5, patience=2)
-    """Retraining after each pruning step (masks fixed)."""
-    share_retrain: RetrainConfig = RetrainConfig(epochs=3, lr=2e-5, patience=1)
-    """Centroid fine-tuning after k-means."""
+    prune_retrain: TrainConfig | None = TrainConfig(max_epochs=6, batch_size=128, lr=5e-4, patience=2)
+    """Retraining after each pruning step (masks fixed); None prunes without retraining."""
+    prune_l2: float = 1e-5
+    """Coefficient of sum(w**2) over prunable weights added to the loss while retraining after pruning
+    (Han et al. retrain with L2)."""
+    share_retrain: TrainConfig | None = TrainConfig(max_epochs=3, batch_size=128, lr=2e-5, patience=1)
+    """Centroid fine-tuning after k-means; None keeps the k-means centroids."""
     fc_bits: int = 6
     """Cluster-index bits of Linear layers (2**bits shared values per layer)."""
     conv_bits: int = 8
@@ -58,14 +60,15 @@ class DeepCompConfig:
         if not isinstance(self.q_schedule, (tuple, list)) or not self.q_schedule:
             raise ConfigError(f"DeepCompConfig.q_schedule needs at least one q in [0, {MAX_Q:g}], got {self.q_schedule!r}")
         for i, q in enumerate(self.q_schedule):
-            check_float(f"DeepCompConfig.q_schedule[{i}]", q, 0, MAX_Q)
+            check_number(f"DeepCompConfig.q_schedule[{i}]", q, 0, MAX_Q)
         if not isinstance(self.q_scale, dict):
             raise ConfigError(f"DeepCompConfig.q_scale must map weight names to multipliers, got {self.q_scale!r}")
         for name, scale in self.q_scale.items():
-            check_float(f"DeepCompConfig.q_scale[{name!r}]", scale, 0, MAX_Q)
+            check_number(f"DeepCompConfig.q_scale[{name!r}]", scale, 0, MAX_Q)
         for name in ("prune_retrain", "share_retrain"):
-            if not isinstance(getattr(self, name), RetrainConfig):
-                raise ConfigError(f"DeepCompConfig.{name} must be a RetrainConfig, got {getattr(self, name)!r}")
+            if not isinstance(getattr(self, name), (TrainConfig, type(None))):
+                raise ConfigError(f"DeepCompConfig.{name} must be a TrainConfig or None, got {getattr(self, name)!r}")
+        check_number("DeepCompConfig.prune_l2", self.prune_l2, 0, MAX_LR)
         check_int("DeepCompConfig.fc_bits", self.fc_bits, 1, MAX_BITS)
         check_int("DeepCompConfig.conv_bits", self.conv_bits, 1, MAX_BITS)
         if self.init not in INITS:
@@ -74,11 +77,6 @@ class DeepCompConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def dense_bytes(model: nn.Module) -> int:
-    """Bytes of every state_dict tensor stored densely (float32 for float32 tensors)."""
-    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
 def _row(stage: str, model: nn.Module, nbytes: int, base_bytes: int, dataset, seconds: float) -> dict:
@@ -118,11 +116,11 @@ def compress_model(
     fileformat.describe_model(model)  # fail before hours of work on an unstorable model
     model = copy.deepcopy(model).eval()
     train, val = (dataset.X_train, dataset.y_train), (dataset.X_val, dataset.y_val)
-    base = dense_bytes(model)
+    base = metrics.dense_bytes(model)
     rows = [_row("dense", model, base, base, dataset, 0.0)]
 
     t0 = time.perf_counter()
-    masks = magnitude_prune(model, train, val, cfg.q_schedule, cfg.prune_retrain, cfg.q_scale, cfg.seed, say)
+    masks = magnitude_prune(model, train, val, cfg.q_schedule, cfg.prune_retrain, cfg.q_scale, cfg.seed, say, cfg.prune_l2)
     rows.append(_row("pruned", model, len(fileformat.encode(model, None, "fixed")), base, dataset, time.perf_counter() - t0))
     say(_describe(rows[-1]))
 
@@ -131,8 +129,9 @@ def compress_model(
     shared = share_weights(model, masks, bits, cfg.init, cfg.seed)
     acc, _ = metrics.accuracy_f1(model, dataset.X_test, dataset.y_test)
     say(f"k-means ({cfg.init}, bits {sorted(set(bits.values()))}): test error before fine-tuning {1 - acc:.2%}")
-    result = finetune_centroids(model, shared, train, val, cfg.share_retrain, cfg.seed)
-    say(f"centroid fine-tuning: {result.epochs} epochs (best {result.best_epoch}, {result.seconds:.0f}s)")
+    if cfg.share_retrain is not None:
+        result = finetune_centroids(model, shared, train, val, cfg.share_retrain, cfg.seed)
+        say(f"centroid fine-tuning: {result.epochs} epochs (best {result.best_epoch}, {result.seconds:.0f}s)")
     rows.append(_row("shared", model, len(fileformat.encode(model, shared, "fixed")), base, dataset, time.perf_counter() - t0))
     say(_describe(rows[-1]))
 
@@ -150,7 +149,7 @@ def _describe(row: dict) -> str:
             f"test error {row['test_error']:.2%}")
 
 
-def format_table(rows: list[dict], extra: dict[str, list[str]] | None = None) -> str:
+def format_stage_table(rows: list[dict], extra: dict[str, list[str]] | None = None) -> str:
     """A markdown table of the stage rows; `extra` adds columns (header -> one cell per row)."""
     extra = extra or {}
     head = ["stage", "params", "nonzeros", "params/nonzeros", "bytes", "KB", "compression", "test error", *extra]

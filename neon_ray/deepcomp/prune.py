@@ -14,8 +14,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from neon_ray.deepcomp.retrain import RetrainConfig, RetrainResult, run
 from neon_ray.errors import ConfigError
+from neon_ray.nets.training import FitResult, TrainConfig, fit
 
 Masks = dict[str, torch.Tensor]
 
@@ -77,33 +77,28 @@ def retrain_masked(
     masks: Masks,
     train: tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor],
-    cfg: RetrainConfig,
+    cfg: TrainConfig,
     seed: int = 0,
-) -> RetrainResult:
-    """Retrain every parameter with pruned weights held at exactly zero."""
+    l2: float = 0.0,
+) -> FitResult:
+    """Retrain every parameter with pruned weights held at exactly zero.
+
+    `l2` > 0 adds l2 * sum(w**2) over the prunable weights to the loss (Han et al. retrain with L2).
+    """
     weights = prunable_weights(model)
     masked = [(weights[name], mask.to(weights[name].dtype)) for name, mask in masks.items()]
 
-    def loss_fn(X, y):
-        loss = nn.functional.cross_entropy(model(X), y)
-        if cfg.l2 > 0:
-            loss = loss + cfg.l2 * sum((w * w).sum() for w, _ in masked)
-        return loss
-
-    def after_backward():
-        # Zero gradients keep Adam's moments at zero, so pruned weights receive no update...
-        for w, m in masked:
-            if w.grad is not None:
-                w.grad.mul_(m)
+    def l2_term() -> torch.Tensor:
+        return l2 * sum((w * w).sum() for w, _ in masked)
 
     @torch.no_grad()
-    def after_step():
-        # ...and re-applying the mask makes "exactly zero" independent of optimiser details.
+    def reapply_masks() -> None:
+        # Pruned weights still get gradients; the optimiser's element-wise update moves them and this
+        # puts them back to exactly zero before anything reads the model (survivors are unaffected).
         for w, m in masked:
             w.mul_(m)
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    return run(model, params, loss_fn, train, val, cfg, seed, after_backward, after_step)
+    return fit(model, train, val, cfg, seed, regulariser=l2_term if l2 > 0 else None, after_step=reapply_masks)
 
 
 def magnitude_prune(
@@ -111,19 +106,28 @@ def magnitude_prune(
     train: tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor],
     q_schedule: Sequence[float],
-    cfg: RetrainConfig,
+    cfg: TrainConfig | None,
     q_scale: dict[str, float] | None = None,
     seed: int = 0,
     log=None,
+    l2: float = 0.0,
 ) -> Masks:
-    """Prune and retrain once per q in `q_schedule` (in place); returns the final masks."""
+    """Prune and retrain (`cfg`, None: no retraining; `retrain_masked`'s `l2`) once per q in `q_schedule`, in place.
+
+    Returns the final masks.
+    """
     masks = None
     for step, q in enumerate(q_schedule):
         masks = prune_step(model, masks, q, q_scale)
-        result = retrain_masked(model, masks, train, val, cfg, seed + step)
+        result = None if cfg is None else retrain_masked(model, masks, train, val, cfg, seed + step, l2)
         if log is not None:
-            kept = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
-            per_layer = ", ".join(f"{n.removesuffix('.weight')} {m.float().mean():.1%}" for n, m in masks.items())
-            log(f"prune q={q:.3g}: {kept:.2%} of prunable weights kept ({per_layer}); retrained {result.epochs} epochs "
-                f"(best {result.best_epoch}, val loss {result.best_val_loss:.4f}, {result.seconds:.0f}s)")
+            log(_describe_step(q, masks, result))
     return masks if masks is not None else {n: torch.ones_like(w, dtype=torch.bool) for n, w in prunable_weights(model).items()}
+
+
+def _describe_step(q: float, masks: Masks, result: FitResult | None) -> str:
+    kept = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+    per_layer = ", ".join(f"{n.removesuffix('.weight')} {m.float().mean():.1%}" for n, m in masks.items())
+    retrained = "not retrained" if result is None else (
+        f"retrained {result.epochs} epochs (best {result.best_epoch}, val loss {result.best_val_loss:.4f}, {result.seconds:.0f}s)")
+    return f"prune q={q:.3g}: {kept:.2%} of prunable weights kept ({per_layer}); {retrained}"

@@ -4,7 +4,8 @@ Each prunable weight tensor keeps its mask; its surviving weights are clustered 
 2**bits centroids (the codebook) and each survivor stores only its cluster index. Centroid
 fine-tuning differentiates the loss through `weight = codebook[index] * mask`, so autograd's
 gradient of a centroid is exactly the sum of its members' weight gradients (Han et al. 2016,
-Fig. 3) and pruned weights stay zero.
+Fig. 3) and pruned weights stay zero. It trains with `nets.training.fit`, on a module whose
+parameters are the codebooks, so early stopping keeps and restores the best codebooks.
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from torch import nn
 from torch.func import functional_call
 
 from neon_ray.deepcomp.prune import Masks, prunable_weights
-from neon_ray.deepcomp.retrain import RetrainConfig, RetrainResult, run
 from neon_ray.errors import ConfigError
+from neon_ray.nets.training import FitResult, TrainConfig, fit
 
 INITS = ("linear", "density", "forgy")
 MAX_BITS = 12
@@ -126,28 +127,38 @@ def shared_forward(model: nn.Module, shared: dict[str, SharedWeights], codebooks
     return functional_call(model, substitutes, (X,))
 
 
+class _CodebookNet(nn.Module):
+    """`model` with every shared weight rebuilt from a trainable codebook (a parameter of this module) on each forward.
+
+    Its state_dict holds the codebooks next to the model's own state, so `fit`'s kept best
+    state covers them.
+    """
+
+    def __init__(self, model: nn.Module, shared: dict[str, SharedWeights]):
+        super().__init__()
+        self.model = model
+        self.codebooks = nn.ParameterList([nn.Parameter(sw.codebook.clone()) for sw in shared.values()])
+        self._shared = shared
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return shared_forward(self.model, self._shared, list(self.codebooks), x)
+
+
 def finetune_centroids(
     model: nn.Module,
     shared: dict[str, SharedWeights],
     train: tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor],
-    cfg: RetrainConfig,
+    cfg: TrainConfig,
     seed: int = 0,
-) -> RetrainResult:
+) -> FitResult:
     """Train the codebooks and every non-shared parameter (biases, BatchNorm); updates `shared` and the model."""
-    codebooks = [sw.codebook.clone().requires_grad_(True) for sw in shared.values()]
+    net = _CodebookNet(model, shared)
     weights = prunable_weights(model)
     shared_ids = {id(weights[name]) for name in shared}
     others = [p for p in model.parameters() if p.requires_grad and id(p) not in shared_ids]
-
-    def loss_fn(X, y):
-        return nn.functional.cross_entropy(shared_forward(model, shared, codebooks, X), y)
-
-    def after_step():
-        for sw, cb in zip(shared.values(), codebooks):
-            sw.codebook = cb.detach().clone()
-        materialise(model, shared)
-
-    result = run(model, codebooks + others, loss_fn, train, val, cfg, seed, after_step=after_step)
-    after_step()  # `run` restored the best codebooks; rebuild the weights from them
+    result = fit(net, train, val, cfg, seed, params=[*net.codebooks, *others])
+    for sw, cb in zip(shared.values(), net.codebooks):
+        sw.codebook = cb.detach().clone()
+    materialise(model, shared)
     return result

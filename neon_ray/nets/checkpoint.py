@@ -2,7 +2,7 @@
 
 A network `stem` is two files: `stem.pt` (tensors only, read with `weights_only=True`) and
 `stem.json` (format tag, spec, free-form metadata). Both are written to temporary names and
-renamed (`fsio.atomic_write`, so both get the project's one file mode, 0666 less the umask);
+renamed (`runtime.files.atomic_write`, so both get the project's one file mode, 0666 less the umask);
 the JSON is renamed last, so a network counts as present only once it is complete.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from neon_ray.errors import CheckpointError
 from neon_ray.runtime.files import atomic_write, atomic_write_text
 from neon_ray.nets.spec import ArchSpec, MLP, build_mlp
 
-FORMAT = "neon-ray-network/1"
+NETWORK_FORMAT = "neon-ray-network/1"
 
 
 def network_file(stem: str | Path, suffix: str) -> Path:
@@ -32,7 +32,7 @@ def save_network(model: MLP, stem: str | Path, meta: dict | None = None) -> Path
     stem = Path(stem)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     atomic_write(network_file(stem, ".pt"), lambda fh: torch.save(state, fh))
-    doc = {"format": FORMAT, "spec": model.spec.to_dict(), "meta": meta or {}}
+    doc = {"format": NETWORK_FORMAT, "spec": model.spec.to_dict(), "meta": meta or {}}
     atomic_write_text(network_file(stem, ".json"), json.dumps(doc, indent=1, sort_keys=True))
     return network_file(stem, ".json")
 
@@ -51,8 +51,8 @@ def read_header(stem: str | Path) -> dict:
         doc = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a neon-ray network (expected format {FORMAT!r})")
+    if not isinstance(doc, dict) or doc.get("format") != NETWORK_FORMAT:
+        raise CheckpointError(f"{path}: not a neon-ray network (expected format {NETWORK_FORMAT!r})")
     return doc
 
 

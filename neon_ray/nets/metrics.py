@@ -7,10 +7,11 @@ Conventions:
 - parameters: every `nn.Parameter` (weights, biases, BatchNorm affine). BatchNorm running
   statistics are buffers, not parameters; they are counted in bytes.
 - FLOPs: per input row, multiply and add counted separately (a Linear of n_in x n_out costs
-  2*n_in*n_out + n_out with bias); BatchNorm in eval costs 2 per element (folded scale and
-  shift), activations 1 per element, Dropout 0 (identity in eval).
-- bytes: the size of the serialised state_dict (`torch.save`), or of a sparse layout for
-  networks with pruned individual weights (see `sparse_bytes`).
+  2*n_in*n_out + n_out with bias, `linear_flops`); BatchNorm in eval costs 2 per element
+  (folded scale and shift), activations 1 per element, Dropout 0 (identity in eval).
+- bytes: the size of the serialised state_dict (`torch.save`, `state_dict_bytes`), the raw
+  tensor bytes of dense storage (`dense_bytes`, Deep Compression's baseline), or of a sparse
+  layout for networks with pruned individual weights (`sparse_bytes`).
 """
 from __future__ import annotations
 
@@ -34,14 +35,9 @@ def count_nonzero(model: nn.Module) -> int:
     return sum(int(torch.count_nonzero(p).item()) for p in model.parameters())
 
 
-def _module_flops(module: nn.Module, width_in: int, width_out: int) -> int:
-    if isinstance(module, nn.Linear):
-        return 2 * module.in_features * module.out_features + (module.out_features if module.bias is not None else 0)
-    if isinstance(module, nn.BatchNorm1d):
-        return 2 * module.num_features
-    if isinstance(module, (nn.ReLU, nn.Tanh, nn.Sigmoid)):
-        return width_out
-    return 0
+def linear_flops(n_in: int, n_out: int, bias: bool = True, rows: int = 1) -> int:
+    """FLOPs of a dense n_in x n_out Linear on `rows` rows: a multiply and an add per weight, one add per bias."""
+    return rows * (2 * n_in * n_out + (n_out if bias else 0))
 
 
 def count_flops(model: nn.Module, nonzero_only: bool = False) -> int:
@@ -49,23 +45,33 @@ def count_flops(model: nn.Module, nonzero_only: bool = False) -> int:
 
     With `nonzero_only`, Linear layers cost 2 per non-zero weight (what a sparse kernel does).
     Works for the MLP layout of `spec.py` and any module built from Linear, BatchNorm1d and
-    elementwise activations in sequence; convolutional networks use `deepcomp` accounting.
+    elementwise activations in sequence; Conv2d layers are not counted (Deep Compression
+    reports a convolutional network's bytes and accuracy, not its FLOPs).
     """
     total = 0
     width = None
     for module in model.modules():
         if isinstance(module, nn.Linear):
             width = module.out_features
+            bias = module.bias is not None
             if nonzero_only:
-                total += 2 * int(torch.count_nonzero(module.weight).item())
-                total += module.out_features if module.bias is not None else 0
+                total += 2 * int(torch.count_nonzero(module.weight).item()) + (module.out_features if bias else 0)
             else:
-                total += _module_flops(module, module.in_features, module.out_features)
+                total += linear_flops(module.in_features, module.out_features, bias)
         elif isinstance(module, nn.BatchNorm1d):
-            total += _module_flops(module, module.num_features, module.num_features)
+            total += 2 * module.num_features  # folded scale and shift
         elif isinstance(module, (nn.ReLU, nn.Tanh, nn.Sigmoid)) and width is not None:
             total += width
     return total
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
+
+
+def dense_bytes(model: nn.Module) -> int:
+    """Raw bytes of every state_dict tensor stored densely (float32 for float32 tensors), no container."""
+    return sum(_tensor_bytes(t) for t in model.state_dict().values())
 
 
 def state_dict_bytes(model: nn.Module) -> int:
@@ -89,7 +95,7 @@ def sparse_bytes(model: nn.Module, value_bytes: int = 4, index_bytes: int = 4) -
             nnz = int(torch.count_nonzero(tensor).item())
             total += nnz * (value_bytes + index_bytes) + (rows + 1) * index_bytes
         else:
-            total += tensor.numel() * tensor.element_size()
+            total += _tensor_bytes(tensor)
     return total
 
 
@@ -117,13 +123,13 @@ def peak_memory_bytes(model: nn.Module, n_features: int, batch: int = 1024) -> i
     activation once the next layer has consumed it, so that pair is the high-water mark.
     """
     model.eval()
-    resident = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    resident = dense_bytes(model)
     peak = 0
 
     def hook(_module, inputs, output):
         nonlocal peak
-        in_bytes = sum(t.numel() * t.element_size() for t in inputs if isinstance(t, torch.Tensor))
-        peak = max(peak, in_bytes + output.numel() * output.element_size())
+        in_bytes = sum(_tensor_bytes(t) for t in inputs if isinstance(t, torch.Tensor))
+        peak = max(peak, in_bytes + _tensor_bytes(output))
 
     leaves = [m for m in model.modules() if not list(m.children())]
     handles = [m.register_forward_hook(hook) for m in leaves]

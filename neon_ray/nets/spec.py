@@ -74,7 +74,7 @@ class ArchSpec:
         return replace(self, hidden=tuple(hidden))
 
     def without_layer(self, layer: int) -> "ArchSpec":
-        """The spec after hidden layer `layer` is merged away (see compress.remove_layer).
+        """The spec after hidden layer `layer` is merged away (see pruning.structured.remove_layer).
 
         The merged Linear sits where blocks[layer] was: it keeps blocks[layer].pre (on the
         unchanged input width) and takes the activation of the layer after, while

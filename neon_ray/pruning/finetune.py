@@ -15,36 +15,26 @@ Scope 'all' trains the whole network in train mode (every BatchNorm and Dropout 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
 from neon_ray.errors import ConfigError
+from neon_ray.nets.checks import MAX_SEED, check_int, check_number
 from neon_ray.nets.spec import MLP
 from neon_ray.nets.training import FitResult, TrainConfig, fit
 
 SCOPES = ("affected", "all")
-MAX_SEED = 2**32 - 1
-
-
-def check_number(name: str, value: Any, lo: float | None, hi: float | None, *, lo_open: bool = False) -> float:
-    """`value` as a float if it is a finite real number in [lo, hi] ((lo, hi] with lo_open), else a
-    ConfigError naming `name`, the value and the allowed range. Shared by the configs' __post_init__."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-        and (lo is None or (value > lo if lo_open else value >= lo)) and (hi is None or value <= hi)
-    if not ok:
-        left = "(-inf" if lo is None else f"{'(' if lo_open else '['}{lo:g}"
-        right = "inf)" if hi is None else f"{hi:g}]"
-        raise ConfigError(f"{name} must be a finite number in {left}, {right}, got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Budget and scope of the fine-tuning inside each pruning step."""
+    """Budget and scope of the fine-tuning inside each pruning step.
+
+    The training budget fields are `TrainConfig`'s (Adam, early stopping); `train_config()` is that
+    TrainConfig. Scope, validation rows and seed are the episode's own.
+    """
 
     scope: str = "affected"
     """'affected': only the layers the step changed; 'all': the whole network."""
@@ -67,16 +57,12 @@ class FinetuneConfig:
         if self.scope not in SCOPES:
             raise ConfigError(f"FinetuneConfig.scope must be one of {SCOPES}, got {self.scope!r}")
         for name in ("max_epochs", "batch_size", "patience"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"FinetuneConfig.{name} must be an integer >= 1, got {value!r}")
+            check_int(f"FinetuneConfig.{name}", getattr(self, name), 1)
         for name in ("max_train_rows", "max_val_rows"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 2):
-                raise ConfigError(f"FinetuneConfig.{name} must be None or an integer >= 2, got {value!r}")
+            if getattr(self, name) is not None:  # None: every row
+                check_int(f"FinetuneConfig.{name}", getattr(self, name), 2)
         check_number("FinetuneConfig.lr", self.lr, 0, None, lo_open=True)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
-            raise ConfigError(f"FinetuneConfig.seed must be an integer in [0, {MAX_SEED}], got {self.seed!r}")
+        check_int("FinetuneConfig.seed", self.seed, 0, MAX_SEED)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "FinetuneConfig":
@@ -89,6 +75,7 @@ class FinetuneConfig:
         return cls(**d)
 
     def train_config(self) -> TrainConfig:
+        """The `fit` settings of this budget (Adam at `lr`, early stopping)."""
         return TrainConfig(
             max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
             patience=self.patience, max_train_rows=self.max_train_rows,
@@ -206,11 +193,10 @@ def finetune(model: MLP, layer: int, dataset, cfg: FinetuneConfig = FinetuneConf
     if not 0 <= layer < model.spec.depth:
         raise ConfigError(f"finetune: hidden layer {layer} out of range for {model.spec.describe()} (layers 0..{model.spec.depth - 1})")
     seed = cfg.seed if seed is None else int(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # Dropout masks come from the global generator
-        if cfg.scope == "all":
-            result = _fit_all(model, dataset, cfg, seed)
-        else:
-            result = _fit_affected(model, layer, dataset, cfg, seed)
+    # `fit` seeds the row order and Dropout masks (on a forked global RNG); _val_subset has its own generator
+    if cfg.scope == "all":
+        result = _fit_all(model, dataset, cfg, seed)
+    else:
+        result = _fit_affected(model, layer, dataset, cfg, seed)
     model.eval()
     return result

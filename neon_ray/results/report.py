@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from neon_ray.results.schema import check_tolerance
+from neon_ray.results.store import read_results
+from neon_ray.results.summary import incomplete_messages, run_status, summarise
 from neon_ray.runtime.files import atomic_write_bytes, atomic_write_text, check_output_dir
-from neon_ray.results.store import check_tolerance, incomplete_messages, read_results, run_status, summarise
 
 
 def _plot_tradeoff(frame: pd.DataFrame) -> bytes:

@@ -1,16 +1,10 @@
-"""Results in Parquet: one schema for every method, atomic writes, and summaries.
+"""Results in Parquet: writing one run's rows atomically, reading every valid result file back.
 
 Layout: `RES/method=<m>/dataset=<d>/<run_id>.parquet` (Hive partitions, values URI-encoded).
 One file holds one run's rows for one (method, dataset); writing it again replaces exactly
 those rows. Files are written under a dot-prefixed temporary name, which Parquet readers
-ignore, and renamed into place (`fsio.atomic_write`), so readers never see a partial file.
-
-Run manifests: `RES/_runs/method=<m>/<run_id>.json` records whether a run that writes results
-(`episodes.run_networks`) finished: 'running' (with the networks expected per dataset) when it
-starts, 'complete' after its last row was written, 'failed' when it stopped on an error. A killed
-run stays 'running'. Parquet readers ignore `_`-prefixed folders, so `pandas.read_parquet(RES)`
-still reads only the rows. Rows without a manifest (written by `write_results` alone, or by
-older versions) belong to runs of 'unknown' completeness, not incomplete ones.
+ignore, and renamed into place (`runtime.files.atomic_write`), so readers never see a partial
+file. Run manifests live beside the rows, under `RES/_runs/` (results/runs.py).
 
 Reading (`read_results`) goes file by file: files that are not result files (another schema,
 not Parquet, corrupt, outside the `method=/dataset=` layout) are skipped with a warning naming
@@ -20,133 +14,20 @@ counts once: the newest `created_at` is kept, with a warning naming the files.
 from __future__ import annotations
 
 import io
-import json
 import logging
-import math
-import re
-from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from neon_ray.errors import ConfigError, DataError, NeonRayError
-from neon_ray.runtime.files import atomic_write, atomic_write_text, check_output_dir
+from neon_ray.errors import DataError, NeonRayError
+from neon_ray.results.runs import read_runs
+from neon_ray.results.schema import FILE_SCHEMA, PARTITIONS, RESULT_COLUMNS, check_run_id, safe_file_name
+from neon_ray.runtime.files import atomic_write, check_output_dir
 
 log = logging.getLogger(__name__)
-
-RESULT_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("method", pa.string()),
-        ("config", pa.string()),
-        ("config_label", pa.string()),
-        ("dataset", pa.string()),
-        ("network_id", pa.string()),
-        ("role", pa.string()),
-        ("seed", pa.int64()),
-        ("tolerance", pa.float64()),
-        ("loops", pa.int64()),
-        ("arch_before", pa.string()),
-        ("arch_after", pa.string()),
-        ("params_before", pa.int64()),
-        ("params_after", pa.int64()),
-        ("reduction", pa.float64()),
-        ("flops_before", pa.int64()),
-        ("flops_after", pa.int64()),
-        ("bytes_before", pa.int64()),
-        ("bytes_after", pa.int64()),
-        ("val_acc_before", pa.float64()),
-        ("val_acc_after", pa.float64()),
-        ("test_acc_before", pa.float64()),
-        ("test_acc_after", pa.float64()),
-        ("delta_acc_pp", pa.float64()),
-        ("test_f1_before", pa.float64()),
-        ("test_f1_after", pa.float64()),
-        ("latency_before_ms", pa.float64()),
-        ("latency_after_ms", pa.float64()),
-        ("actions", pa.string()),
-        ("seconds", pa.float64()),
-        ("created_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
-RESULT_COLUMNS = RESULT_SCHEMA.names
-PARTITIONS = ("method", "dataset")
-# Partition values live in the folder names only, so any Hive-aware reader (pandas, pyarrow,
-# Spark, DuckDB) sees each column once.
-FILE_SCHEMA = pa.schema([f for f in RESULT_SCHEMA if f.name not in PARTITIONS])
-
-
-def result_row(
-    *,
-    run_id: str,
-    method: str,
-    config: dict,
-    config_label: str,
-    network: dict,
-    before,
-    after,
-    tolerance: float | None = None,
-    loops: int | None = None,
-    arch_after: str,
-    actions: list | None = None,
-    seconds: float = 0.0,
-) -> dict:
-    """One result row from a zoo manifest row and `metrics.NetworkMetrics` before and after.
-
-    `params_after` counts non-zero parameters when the method prunes individual weights
-    (`after.nonzero < after.params`), so structured and weight-level methods compare fairly.
-    """
-    params_after = after.nonzero if after.nonzero < after.params else after.params
-    return {
-        "run_id": run_id,
-        "method": method,
-        "config": json.dumps(config, sort_keys=True, default=str),
-        "config_label": config_label,
-        "dataset": network["dataset"],
-        "network_id": network["network_id"],
-        "role": network.get("role"),
-        "seed": int(network.get("seed", 0)),
-        "tolerance": tolerance,
-        "loops": loops,
-        "arch_before": network["arch"],
-        "arch_after": arch_after,
-        "params_before": before.params,
-        "params_after": params_after,
-        "reduction": before.params / max(params_after, 1),
-        "flops_before": before.flops,
-        "flops_after": after.flops,
-        "bytes_before": before.bytes,
-        "bytes_after": after.bytes,
-        "val_acc_before": before.val_acc,
-        "val_acc_after": after.val_acc,
-        "test_acc_before": before.test_acc,
-        "test_acc_after": after.test_acc,
-        "delta_acc_pp": 100.0 * (after.test_acc - before.test_acc),
-        "test_f1_before": before.test_f1,
-        "test_f1_after": after.test_f1,
-        "latency_before_ms": before.latency_b1_ms,
-        "latency_after_ms": after.latency_b1_ms,
-        "actions": json.dumps(actions or []),
-        "seconds": float(seconds),
-        "created_at": datetime.now(timezone.utc),
-    }
-
-
-def _safe_name(run_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", run_id)
-
-
-def check_run_id(run_id) -> str:
-    """A run ID usable as a file name that Parquet readers do not skip (no leading '.' or '_')."""
-    if not isinstance(run_id, str) or not run_id.strip():
-        raise ConfigError(f"run ID must be a non-empty string, got {run_id!r}")
-    if _safe_name(run_id)[0] in "._":
-        raise ConfigError(f"run ID {run_id!r} cannot start with '.' or '_': Parquet readers skip such files")
-    return run_id
 
 
 def _to_table(frame: pd.DataFrame) -> pa.Table:
@@ -177,119 +58,10 @@ def write_results(rows: list[dict] | pd.DataFrame, root: str | Path) -> list[Pat
     written = []
     for (run_id, method, dataset), part in frame.groupby(["run_id", "method", "dataset"], sort=True):
         folder = Path(root) / f"method={quote(str(method), safe='')}" / f"dataset={quote(str(dataset), safe='')}"
-        final = folder / f"{_safe_name(str(run_id))}.parquet"
+        final = folder / f"{safe_file_name(str(run_id))}.parquet"
         data = _parquet_bytes(_to_table(part))  # built before the file is opened: a bad row writes nothing
         written.append(atomic_write(final, lambda fh: fh.write(data)))
     return written
-
-
-# --------------------------------------------------------------------------------------------
-# Run manifests: was a run finished?
-
-RUNS_DIR = "_runs"
-"""Folder of run manifests under a results directory (`_`-prefixed: Parquet readers skip it)."""
-RUN_STATES = ("running", "complete", "failed")
-
-
-def manifest_path(root: str | Path, run_id: str, method: str) -> Path:
-    return Path(root) / RUNS_DIR / f"method={quote(str(method), safe='')}" / f"{_safe_name(str(run_id))}.json"
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def start_run(root: str | Path, run_id: str, method: str, expected: dict[str, int], *,
-              methods: list[str] | None = None, config_label: str | None = None) -> dict:
-    """Record that run `run_id` of `method` starts writing rows for `expected` networks per dataset.
-
-    `methods` are every method the run writes rows for (e.g. 'uniform' and 'uniform+dc');
-    returns the manifest, to be passed to `finish_run`.
-    """
-    check_run_id(run_id)
-    manifest = {
-        "run_id": run_id, "method": method, "methods": list(methods or [method]), "config_label": config_label,
-        "status": "running", "expected": {str(k): int(v) for k, v in expected.items()},
-        "networks": int(sum(expected.values())), "started_at": _now(), "finished_at": None, "error": None,
-    }
-    atomic_write_text(manifest_path(root, run_id, method), json.dumps(manifest, indent=1) + "\n")
-    return manifest
-
-
-def finish_run(root: str | Path, manifest: dict, status: str = "complete", error: str | None = None) -> dict:
-    """Rewrite a run's manifest as 'complete' (after its last row was written) or 'failed'."""
-    if status not in RUN_STATES:
-        raise ConfigError(f"run status must be one of {RUN_STATES}, got {status!r}")
-    manifest = {**manifest, "status": status, "finished_at": _now(), "error": error}
-    atomic_write_text(manifest_path(root, manifest["run_id"], manifest["method"]), json.dumps(manifest, indent=1) + "\n")
-    return manifest
-
-
-def read_runs(root: str | Path) -> list[dict]:
-    """Every run manifest under `root` (unreadable ones are skipped with a warning)."""
-    runs = []
-    for path in sorted((Path(root) / RUNS_DIR).glob("*/*.json")):
-        try:
-            doc = json.loads(path.read_text())
-            if not (isinstance(doc, dict) and isinstance(doc.get("run_id"), str) and isinstance(doc.get("method"), str)
-                    and doc.get("status") in RUN_STATES and isinstance(doc.get("expected"), dict)):
-                raise ValueError("not a run manifest (needs run_id, method, status and expected)")
-            doc["expected"] = {str(k): int(v) for k, v in doc["expected"].items()}
-        except (OSError, ValueError, TypeError) as exc:
-            log.warning("skipped run manifest %s: %s", path, exc)
-            continue
-        doc["path"] = str(path)
-        runs.append(doc)
-    return runs
-
-
-RUN_STATUS_COLUMNS = ["run_id", "method", "status", "state", "networks", "expected", "started_at", "finished_at", "error"]
-
-
-def run_status(root: str | Path, frame: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per run: `status` 'complete', 'incomplete' or 'unknown' (no manifest), and networks found of expected.
-
-    A run is incomplete when its manifest says 'running' (killed, or still in progress) or
-    'failed', or says 'complete' while fewer networks than expected have rows (files removed).
-    `state` is the manifest's own word; `networks` counts the run's networks with rows (for a
-    run writing several methods, e.g. '+dc', the method with the fewest).
-    """
-    frame = read_results(root) if frame is None else frame
-    out, covered = [], set()
-    for run in read_runs(root):
-        rid, methods, expected = run["run_id"], list(run.get("methods") or [run["method"]]), run["expected"]
-        mine = frame[(frame["run_id"] == rid) & frame["method"].isin(methods) & frame["dataset"].isin(list(expected))]
-        found = min(int(mine.loc[mine["method"] == m, "network_id"].nunique()) for m in methods)
-        total = int(sum(expected.values()))
-        complete = run["status"] == "complete" and found >= total
-        out.append({"run_id": rid, "method": run["method"], "status": "complete" if complete else "incomplete",
-                    "state": run["status"], "networks": found, "expected": total, "started_at": run.get("started_at"),
-                    "finished_at": run.get("finished_at"), "error": run.get("error")})
-        covered.update((rid, m) for m in methods)
-    for (rid, method), part in frame.groupby(["run_id", "method"], sort=True):
-        if (rid, method) not in covered:
-            out.append({"run_id": rid, "method": method, "status": "unknown", "state": None,
-                        "networks": int(part["network_id"].nunique()), "expected": None, "started_at": None,
-                        "finished_at": None, "error": None})
-    return pd.DataFrame(out, columns=RUN_STATUS_COLUMNS).astype({"networks": "int64", "expected": "Int64"})
-
-
-def incomplete_messages(runs: pd.DataFrame) -> list[str]:
-    """One line per incomplete run, naming it and how many of how many networks it has."""
-    lines = []
-    for r in runs[runs["status"] == "incomplete"].itertuples():
-        head = f"run {r.run_id!r} ({r.method}) is incomplete: {r.networks} of {r.expected} networks have rows"
-        if r.state == "running":
-            lines.append(f"{head}; its manifest says 'running' since {r.started_at} (killed, or still in progress)")
-        elif r.state == "failed":
-            lines.append(f"{head}; it failed: {r.error}")
-        else:
-            lines.append(f"{head}; its manifest says complete, so result files were removed since")
-    return lines
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
 
 
 def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
@@ -415,52 +187,3 @@ def _drop_duplicates(frame: pd.DataFrame, sources: pd.Series) -> pd.DataFrame:
     log.warning("%d result row(s) repeat a (run_id, method, network_id) of another file and were dropped, "
                 "keeping the newest created_at of each; files involved: %s", len(dropped), _listing(files))
     return order[keep].drop(columns="_src").sort_index()
-
-
-def check_tolerance(value, what: str = "tolerance") -> float | None:
-    """None, or a finite number of accuracy percentage points in [0, 100]."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not (math.isfinite(value) and 0 <= value <= 100):
-        raise ConfigError(f"{what} must be a number of percentage points in [0, 100], got {value!r}")
-    return float(value)
-
-
-def _geomean(values: pd.Series) -> float:
-    values = values[values > 0]
-    return float(np.exp(np.log(values).mean())) if len(values) else math.nan
-
-
-def summarise(frame: pd.DataFrame, by: str | None = None, tolerance: float | None = None) -> pd.DataFrame:
-    """Per method and configuration (and per `by`, e.g. dataset): reductions and accuracy changes.
-
-    `within_tol` is the share of networks whose test accuracy fell by no more than the row's
-    tolerance (or `tolerance` for rows without one, such as baselines).
-    """
-    check_tolerance(tolerance, "summary tolerance")
-    if by is not None and by not in RESULT_COLUMNS:
-        raise ConfigError(f"summary --by must be a result column such as 'dataset' or 'role', got {by!r}")
-    keys = ["method", "config_label"] + ([by] if by else [])
-    frame = frame.copy()
-    tol = frame["tolerance"].astype(float)
-    if tolerance is not None:
-        tol = tol.fillna(tolerance)
-    frame["_within"] = np.where(tol.isna(), np.nan, (frame["delta_acc_pp"] >= -tol).astype(float))
-    grouped = frame.groupby(keys, sort=True, dropna=False)
-    out = grouped.agg(
-        networks=("network_id", "nunique"),
-        mean_x=("reduction", "mean"),
-        median_x=("reduction", "median"),
-        geomean_x=("reduction", _geomean),
-        mean_dacc_pp=("delta_acc_pp", "mean"),
-        median_dacc_pp=("delta_acc_pp", "median"),
-        within_tol=("_within", "mean"),
-        mean_seconds=("seconds", "mean"),
-    )
-    return out.reset_index()
-
-
-def format_table(summary: pd.DataFrame) -> str:
-    """A plain-text table for terminals and notes."""
-    return summary.to_string(index=False, float_format=lambda v: f"{v:.3f}")

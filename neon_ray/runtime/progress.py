@@ -5,7 +5,7 @@ import sys
 import time
 
 
-class Progress:
+class ProgressLine:
     """Counts finished items and prints done/total, rate and ETA with a message per item."""
 
     def __init__(self, total: int, label: str, stream=None, enabled: bool = True):

@@ -1,6 +1,6 @@
 """The reaper: stops a local Ray session's leftover processes once its driver is gone.
 
-Run as a script by `raysession` (`python -I -S reaper.py PID:START ...`), so it must stay
+Run as a script by `ray_session.py` (`python -I -S reaper.py PID:START ...`), so it must stay
 standard-library only and import nothing from the package. It reads its stdin, a pipe whose
 other end only the driver holds, until end of file (normal exit or SIGKILL of the driver), then
 sends what still runs of the given processes nothing, SIGTERM, then SIGKILL, with short graces.

@@ -1,7 +1,7 @@
 """Ray Tune sweeps of the reward trade-off: tolerance x reward, one agent per grid point.
 
     cfg = SweepConfig(base=AgentTrainConfig(zoo="runs/zoo"), out="runs/sweeps", iterations=50)
-    result = run_sweep(cfg)          # DIR/NAME/summary.parquet + a printed table
+    result = run_sweep(cfg)          # DIR/NAME/summary.parquet; format_trials(result.table) shows it
     # tensorboard --logdir runs/sweeps/sweep
 
 Every trial trains the agent of `base` (same zoo, protocol, algorithm, fine-tuning, budget) with
@@ -12,14 +12,19 @@ benchmark datasets (optionally with a protocol-B holdout in `base`).
 Trials reserve `cpus_per_trial` CPUs each (main process and learner in one, sampling in that
 process), so Tune runs floor(cluster CPUs / cpus_per_trial) trials at once: two on a 2-CPU
 machine. Each trial directory holds Tune's params.json, result.json, progress.csv, TensorBoard
-event files and a final checkpoint; the per-iteration means of `training.PruningMetricsCallback`
+event files and a final checkpoint; the per-iteration means of `callbacks.PruningMetricsCallback`
 appear there as `neon/return_mean`, `neon/reduction_mean`, `neon/acc_change_pp_mean`.
 On a multi-node cluster `out` (and the zoo) must be on a filesystem every node shares.
+
+Each trial's settings reach Tune as RLlib's `env_config` dict (`EnvConfig.to_dict()`) and are
+read back typed (`EnvConfig.from_dict`) to name trials and summarise them. Progress goes to
+this module's logger at INFO.
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import re
@@ -29,17 +34,26 @@ from pathlib import Path
 import pandas as pd
 
 from neon_ray.agent.algos import trial_cpus
-from neon_ray.agent.training import AgentTrainConfig, algo_config
+from neon_ray.agent.callbacks import EPISODES_METRIC, means_from_sums
+from neon_ray.agent.config import AgentTrainConfig
+from neon_ray.agent.protocols import select_networks
+from neon_ray.agent.training import algo_config
 from neon_ray.errors import ConfigError, NeonRayError
-from neon_ray.runtime.files import atomic_write, check_output_dir
+from neon_ray.nets.checks import check_number
+from neon_ray.pruning.episode_config import EnvConfig, EpisodeConfig
 from neon_ray.pruning.rewards import get_reward
+from neon_ray.pruning.tolerance import parse_tolerance
+from neon_ray.runtime.files import atomic_write, check_output_dir
+from neon_ray.runtime.ray_session import cluster_cpus, ray_session, verbose
+from neon_ray.zoo.store import open_zoo
+
+log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.parquet"
 DEFAULT_TOLERANCES: tuple[float, ...] = (1.0, 5.0, 50.0)
 SUMMARY_COLUMNS = ("trial", "tolerance", "reward", "reward_params", "status", "iterations", "episodes", "return_mean",
                    "reduction_mean", "reduction_geomean", "acc_change_pp_mean", "trial_dir", "error")
-_SUMS = {"return_mean": "neon_return_sum", "reduction_mean": "neon_reduction_sum",
-         "acc_change_pp_mean": "neon_acc_change_pp_sum"}
+_MEANS = ("return_mean", "reduction_mean", "reduction_geomean", "acc_change_pp_mean")
 
 
 @dataclass(frozen=True)
@@ -99,7 +113,7 @@ class SweepConfig:
     """A grid of tolerance x reward over one base agent configuration."""
 
     base: AgentTrainConfig
-    """Settings every trial shares; its tolerance, reward and reward_params are replaced by the grid."""
+    """Settings every trial shares; its episode's tolerance, reward and reward_params are replaced by the grid."""
     out: str
     """Tune storage directory (made absolute); the sweep goes to OUT/NAME."""
     name: str = "sweep"
@@ -126,18 +140,13 @@ class SweepConfig:
             raise ConfigError("sweep: tolerances is empty; give at least one")
         if not self.rewards:
             raise ConfigError("sweep: rewards is empty; give at least one")
-        for tol in self.tolerances:
-            for value in (tol if isinstance(tol, (tuple, list)) else (tol,)):
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                        or not 0 <= value <= 100:
-                    raise ConfigError(f"sweep: tolerance must be a number >= 0 and <= 100 (finite, percentage "
-                                      f"points; or a pair [lo, hi] of them), got {tol!r}")
-            replace(self.base, tolerance=tol)  # AgentTrainConfig validates each one
+        tolerances = tuple(parse_tolerance(tol, "sweep: tolerance") for tol in self.tolerances)
+        object.__setattr__(self, "tolerances", tolerances)
+        for tol in tolerances:
+            replace(self.base.episode, tolerance=tol)  # the episode checks its sampling can draw from it
         if self.iterations is not None:
             _check_count("iterations", self.iterations)
-        if isinstance(self.cpus_per_trial, bool) or not isinstance(self.cpus_per_trial, (int, float)) \
-                or not math.isfinite(self.cpus_per_trial) or not self.cpus_per_trial > 0:
-            raise ConfigError(f"sweep: cpus_per_trial must be a finite number in (0, inf), got {self.cpus_per_trial!r}")
+        check_number("sweep: cpus_per_trial", self.cpus_per_trial, 0, None, lo_open=True)
         if self.concurrent is not None:
             _check_count("concurrent", self.concurrent)
         _check_count("summary_iterations", self.summary_iterations)
@@ -150,7 +159,8 @@ class SweepConfig:
 
     def trial_configs(self) -> list[AgentTrainConfig]:
         """The grid's agent configurations, tolerance-major."""
-        return [replace(self.base, tolerance=tol, reward=v.reward, reward_params=dict(v.params) or None)
+        return [replace(self.base, episode=replace(self.base.episode, tolerance=tol, reward=v.reward,
+                                                   reward_params=dict(v.params) or None))
                 for tol in self.tolerances for v in self.rewards]
 
 
@@ -172,12 +182,8 @@ class SweepResult:
 
 
 def run_sweep(cfg: SweepConfig, address: str | None = None, progress: bool = True) -> SweepResult:
-    """Run the grid with Ray Tune, then write and print the summary table."""
-    from ray import tune
-
-    from neon_ray.agent.protocols import select_networks
-    from neon_ray.runtime.ray_session import cluster_cpus, ray_session
-    from neon_ray.zoo.build import open_zoo
+    """Run the grid with Ray Tune, then write the summary table (`progress` logs what happens)."""
+    from ray import tune  # Tune is only needed to run a sweep; importing it costs seconds
 
     check_output_dir(cfg.out, "sweep output directory")
     if cfg.experiment_dir.exists():
@@ -188,15 +194,15 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, progress: bool = Tru
     first = trials[0]
     config = algo_config(first, selection.train_ids, num_cpus_for_main_process=cfg.cpus_per_trial)
     param_space = config.to_dict()
-    param_space["env_config"] = tune.grid_search([t.env_config(selection.train_ids) for t in trials])
+    param_space["env_config"] = tune.grid_search([t.env_config(selection.train_ids).to_dict() for t in trials])
     stop = ({"training_iteration": cfg.iterations} if cfg.iterations
             else {"env_runners/num_episodes_lifetime": first.episodes})
     with ray_session(address):
         concurrent = cfg.concurrent or max(1, int(cluster_cpus() // trial_cpus(config)))
         if progress:
-            print(f"sweep {cfg.name}: {len(trials)} trials ({len(cfg.tolerances)} tolerances x {len(cfg.rewards)} rewards), "
-                  f"{concurrent} at once, {len(selection.train_ids)} training networks (protocol {selection.protocol}); "
-                  f"stop at {stop}", flush=True)
+            log.info(f"sweep {cfg.name}: {len(trials)} trials ({len(cfg.tolerances)} tolerances x {len(cfg.rewards)} rewards), "
+                     f"{concurrent} at once, {len(selection.train_ids)} training networks (protocol {selection.protocol}); "
+                     f"stop at {stop}")
         tuner = tune.Tuner(
             config.algo_class,
             param_space=param_space,
@@ -212,9 +218,8 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, progress: bool = Tru
     path = cfg.experiment_dir / SUMMARY_FILE
     atomic_write(path, lambda fh: table.to_parquet(fh, index=False))
     if progress:
-        print(format_table(table))
-        print(f"summary written to {path}")
-        print(f"TensorBoard: tensorboard --logdir {cfg.experiment_dir}")
+        log.info(f"summary written to {path}")
+        log.info(f"TensorBoard: tensorboard --logdir {cfg.experiment_dir}")
     return SweepResult(table, cfg.experiment_dir, path)
 
 
@@ -223,8 +228,6 @@ def _quiet_tune_output():
     """Tune's legacy reporter at verbose=0 prints nothing; its newer one prints an experiment box
     and a TensorBoard path into Ray's session folder (not the sweep's) even then. Unless verbose
     (`neon-ray --verbose`) or the user chose RAY_AIR_NEW_OUTPUT, take the silent one for this fit."""
-    from neon_ray.runtime.ray_session import verbose
-
     if verbose() or "RAY_AIR_NEW_OUTPUT" in os.environ:
         yield
         return
@@ -235,19 +238,19 @@ def _quiet_tune_output():
         os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
 
 
-def trial_label(env_config: dict) -> str:
+def trial_label(episode: EpisodeConfig) -> str:
     """`tol=5_neon` / `tol=1-50_composite(w_params=2)`: what distinguishes a trial of the grid."""
-    tol = env_config["tolerance"]
-    tol_text = "-".join(f"{v:g}" for v in tol) if isinstance(tol, (list, tuple)) else f"{tol:g}"
-    params = env_config.get("reward_params") or {}
-    reward = RewardVariant(env_config["reward"], params)
+    tol = episode.tolerance
+    tol_text = "-".join(f"{v:g}" for v in tol) if isinstance(tol, tuple) else f"{tol:g}"
+    params = episode.reward_params or {}
+    reward = RewardVariant(episode.reward, params)
     # the default NEON scale is noise in a label; other parameters are what the grid varies
     shown = {k: v for k, v in params.items() if not (k == "scale" and reward.reward in ("neon", "neon2020"))}
     return f"tol={tol_text}_{replace(reward, params=shown).label}"
 
 
 def _trial_name(trial) -> str:
-    label = trial_label(trial.config["env_config"]).replace("(", "_").replace(")", "")
+    label = trial_label(EnvConfig.from_dict(trial.config["env_config"]).episode).replace("(", "_").replace(")", "")
     label = re.sub(r"[^A-Za-z0-9_.=-]+", "_", label)
     return f"{label}_{trial.trial_id}"
 
@@ -259,37 +262,36 @@ def summarise_trials(grid, last: int) -> pd.DataFrame:
 
 
 def _summary_row(result, last: int) -> dict:
-    env_config = result.config["env_config"]
-    tol = env_config["tolerance"]
+    episode = EnvConfig.from_dict(result.config["env_config"]).episode
     row = {
         "trial": Path(result.path).name,
-        "tolerance": json.dumps(tol),
-        "reward": env_config["reward"],
-        "reward_params": json.dumps(env_config.get("reward_params") or {}, sort_keys=True),
+        "tolerance": json.dumps(episode.tolerance),
+        "reward": episode.reward,
+        "reward_params": json.dumps(episode.reward_params or {}, sort_keys=True),
         "status": "error" if result.error else "ok",
         "trial_dir": str(result.path),
         "error": str(result.error) if result.error else "",
     }
     frame = result.metrics_dataframe
     if frame is None or frame.empty:
-        return {**row, "iterations": 0, "episodes": 0, **{k: math.nan for k in ("return_mean", "reduction_mean",
-                                                                                 "reduction_geomean", "acc_change_pp_mean")}}
+        return {**row, "iterations": 0, "episodes": 0, **{k: math.nan for k in _MEANS}}
     return {**row, **_tail_means(frame, last)}
 
 
 def _tail_means(frame: pd.DataFrame, last: int) -> dict:
     tail = frame.tail(last)
-    column = lambda name: pd.to_numeric(tail.get(f"env_runners/{name}", pd.Series(dtype=float)), errors="coerce").fillna(0.0)
-    episodes = float(column("neon_episodes").sum())
-    means = {key: float(column(src).sum()) / episodes if episodes else math.nan for key, src in _SUMS.items()}
-    means["reduction_geomean"] = math.exp(float(column("neon_log_reduction_sum").sum()) / episodes) if episodes else math.nan
+
+    def total(metric: str) -> float:
+        return float(pd.to_numeric(tail.get(f"env_runners/{metric}", pd.Series(dtype=float)), errors="coerce").fillna(0.0).sum())
+
+    means = means_from_sums(total(EPISODES_METRIC), total)
     return {"iterations": int(frame["training_iteration"].max()),
             "episodes": int(pd.to_numeric(frame.get("env_runners/num_episodes_lifetime"), errors="coerce").max() or 0),
             **means}
 
 
-def format_table(table: pd.DataFrame) -> str:
-    """The summary as aligned text, best mean return first."""
+def format_trials(table: pd.DataFrame) -> str:
+    """A sweep's summary table as aligned text, best mean return first."""
     if table.empty:
         return "(no trials)"
     shown = table.sort_values("return_mean", ascending=False, na_position="last")

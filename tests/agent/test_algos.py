@@ -8,14 +8,13 @@ import pytest
 
 from neon_ray.agent.a2c import A2C, A2CConfig
 from neon_ray.agent.algos import (
-    POLICY_SUBDIR,
     LoadedPolicy,
     SeedOnceEnvRunner,
     load_policy,
     make_algo_config,
     trial_cpus,
 )
-from neon_ray.agent.export import export_policy
+from neon_ray.agent.export import POLICY_SUBDIR, export_policy
 from neon_ray.errors import CheckpointError, ConfigError
 from toy_env import N_ACTIONS, ToyPruningEnv
 

@@ -10,11 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from neon_ray.agent.apply import agent_env_config, apply_agent, prune_one
-from neon_ray.agent.algos import POLICY_SUBDIR, LoadedPolicy
-from neon_ray.agent.training import AgentTrainConfig, RunDir, load_agent, train_agent
+from neon_ray.agent.apply import apply_agent, prune_one, trained_episode
+from neon_ray.agent.algos import LoadedPolicy
+from neon_ray.agent.export import POLICY_SUBDIR
+from neon_ray.agent.config import AgentTrainConfig, default_agent_episode
+from neon_ray.agent.run_dir import RunDir, load_agent
+from neon_ray.agent.training import train_agent
 from neon_ray.nets.checkpoint import load_network
 from neon_ray.cli import prune_cmd
+from neon_ray.pruning.episode_config import EpisodeConfig
 from neon_ray.pruning.episodes import RunOptions
 from neon_ray.errors import ConfigError
 from neon_ray.pruning.finetune import FinetuneConfig
@@ -34,9 +38,10 @@ def zoo(tiny_zoo):
 def run_dir(zoo, tmp_path_factory):
     """A real protocol-B run (wine held out) after one short A2C update: an untrained-ish policy is enough here."""
     out = tmp_path_factory.mktemp("agent")
-    cfg = AgentTrainConfig(zoo=str(zoo.root), out=str(out), holdout=(WINE,), keep_rates=KEEP, loops=2,
-                           tolerance=(1.0, 50.0), episodes=1, warmup_episodes=0, train_batch_size=1,
-                           finetune=FinetuneConfig(max_epochs=1, patience=1))
+    episode = default_agent_episode(keep_rates=KEEP, loops=2, tolerance=(1.0, 50.0),
+                                    finetune=FinetuneConfig(max_epochs=1, patience=1))
+    cfg = AgentTrainConfig(zoo=str(zoo.root), out=str(out), holdout=(WINE,), episode=episode, episodes=1,
+                           warmup_episodes=0, train_batch_size=1)
     train_agent(cfg, progress=False)
     return out
 
@@ -47,11 +52,11 @@ def test_prune_one_follows_the_policy_without_ray_and_leaves_the_input(zoo, run_
     model, _ = zoo.load(nid)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     data = zoo.dataset(WINE)
-    env = agent_env_config(cfg, tolerance=5)
+    env = trained_episode(cfg, tolerance=5)
     greedy = [prune_one(policy, model, data, env, network_id=nid) for _ in range(2)]
     sampled = [prune_one(policy, model, data, env, greedy=False, seed=s, network_id=nid) for s in (7, 7)]
 
-    assert env["keep_rates"] == list(KEEP) and env["loops"] == 2 and env["tolerance"] == 5.0
+    assert env.keep_rates == KEEP and env.loops == 2 and env.tolerance == 5.0
     assert greedy[0].actions == greedy[1].actions and len(greedy[0].actions) == 2 * model.spec.depth
     assert set(greedy[0].actions) <= set(KEEP)
     assert sampled[0].actions == sampled[1].actions and set(sampled[0].actions) <= set(KEEP)
@@ -62,7 +67,7 @@ def test_prune_one_follows_the_policy_without_ray_and_leaves_the_input(zoo, run_
 def test_a_tolerance_range_needs_an_explicit_tolerance(run_dir):
     _, cfg = load_agent(run_dir)
     with pytest.raises(ConfigError, match="trained on tolerances 1 to 50 pp: give the tolerance"):
-        agent_env_config(cfg)
+        trained_episode(cfg)
 
 
 def test_prune_command_prunes_the_holdout_on_ray_and_saves_networks(zoo, run_dir, tmp_path, capsys):
@@ -93,7 +98,7 @@ def test_apply_with_a_role_override_and_a_mismatched_action_set(zoo, run_dir):
     policy, cfg = load_agent(run_dir)
     nid = zoo.network_ids(dataset=WINE)[0]
     with pytest.raises(ConfigError, match="policy has 4 actions but the env has 5"):
-        prune_one(policy, zoo.load(nid)[0], zoo.dataset(WINE), {"keep_rates": (1.0, 0.9, 0.8, 0.7, 0.6)})
+        prune_one(policy, zoo.load(nid)[0], zoo.dataset(WINE), EpisodeConfig(keep_rates=(1.0, 0.9, 0.8, 0.7, 0.6)))
 
 
 class _Payload:
@@ -125,7 +130,7 @@ def test_trained_run_exports_the_policy_and_prune_never_unpickles(zoo, run_dir, 
         path.write_bytes(pickle.dumps(_Payload(marker)))
     policy, cfg = load_agent(copy)
     nid = zoo.network_ids(dataset=WINE)[0]
-    pruned = prune_one(policy, zoo.load(nid)[0], zoo.dataset(WINE), agent_env_config(cfg, tolerance=5), network_id=nid)
+    pruned = prune_one(policy, zoo.load(nid)[0], zoo.dataset(WINE), trained_episode(cfg, tolerance=5), network_id=nid)
     assert set(pruned.actions) <= set(KEEP)
     frame = apply_agent(copy, datasets=[BC], role="test", tolerance=1, progress=False, options=RunOptions(timing=False))
     assert len(frame) == 1

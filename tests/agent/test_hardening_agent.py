@@ -17,21 +17,15 @@ import numpy as np
 import pytest
 import torch
 
-from neon_ray.agent.algos import POLICY_SUBDIR, LoadedPolicy, load_policy
-from neon_ray.agent.export import SPEC_FILE, WEIGHTS_FILE, export_policy, module_class, read_policy
+from neon_ray.agent.algos import LoadedPolicy, load_policy
+from neon_ray.agent.export import POLICY_SUBDIR, SPEC_FILE, WEIGHTS_FILE, export_policy, module_class, read_policy
 from neon_ray.agent.protocols import Selection
-from neon_ray.agent.training import (
-    AgentTrainConfig,
-    RunDir,
-    check_run,
-    iteration_means,
-    load_agent,
-    prepare_run,
-    progress_row,
-    train_agent,
-)
+from neon_ray.agent.callbacks import iteration_means, progress_row
+from neon_ray.agent.config import AgentTrainConfig, default_agent_episode
+from neon_ray.agent.run_dir import RunDir, check_run, load_agent, prepare_run
+from neon_ray.agent.training import train_agent
 from neon_ray.cli import prune_cmd, train_cmd
-from neon_ray.pruning.env import EnvConfig
+from neon_ray.pruning.episode_config import EnvConfig
 from neon_ray.errors import CheckpointError, ConfigError
 from neon_ray.pruning.observation import CLIP, OBS_SIZE
 from neon_ray.pruning.finetune import FinetuneConfig
@@ -67,9 +61,9 @@ def _module(seed: int = 0, n_actions: int = len(KEEP), obs_size: int = OBS_SIZE)
 def _fake_run(root: Path, zoo: str = "zoo", rllib: bool = True, export: bool = True, **kw) -> RunDir:
     """A run directory as training leaves it: config.json, checkpoints/latest, iter_000001 with
     RLlib's checkpoint of the policy (pickles) and the safe export."""
-    cfg = AgentTrainConfig(**{"zoo": zoo, "out": str(root), "holdout": (WINE,), "keep_rates": KEEP, "loops": 1,
-                              "tolerance": 5.0, "finetune": TINY_FINETUNE, "episodes": 1, "warmup_episodes": 0,
-                              "train_batch_size": 1, **kw})
+    episode = default_agent_episode(keep_rates=KEEP, loops=1, tolerance=5.0, finetune=TINY_FINETUNE)
+    cfg = AgentTrainConfig(**{"zoo": zoo, "out": str(root), "holdout": (WINE,), "episode": episode, "episodes": 1,
+                              "warmup_episodes": 0, "train_batch_size": 1, **kw})
     run = RunDir(root)
     run.write_config(cfg, Selection("B", (BC,), (WINE,), (f"{BC}__s0__n001",), (f"{WINE}__s0__n000",)))
     run.write_progress([])
@@ -282,33 +276,33 @@ def test_prune_refuses_out_of_range_numbers_at_the_cli(argv, capsys):
 
 
 @pytest.mark.parametrize("kw, message", [
-    ({"tolerance": 150.0}, r"tolerance .* at most 100 .* got 150.0"),
-    ({"tolerance": (1.0, 150.0)}, r"tolerance .* at most 100"),
-    ({"tolerance": math.nan}, r"tolerance .* finite"),
-    ({"tolerance": math.inf}, r"tolerance .* finite"),
+    ({"episode": {"tolerance": 150.0}}, r"tolerance .* <= 100 .* got 150.0"),
+    ({"episode": {"tolerance": (1.0, 150.0)}}, r"tolerance .* <= 100"),
+    ({"episode": {"tolerance": math.nan}}, r"tolerance .* finite"),
+    ({"episode": {"tolerance": math.inf}}, r"tolerance .* finite"),
     ({"lr": math.inf}, r"AgentTrainConfig.lr must be a finite number in \(0, inf\), got inf"),
     ({"lr": math.nan}, r"AgentTrainConfig.lr must be a finite number"),
     ({"gamma": math.nan}, r"AgentTrainConfig.gamma must be a finite number in \(0, 1\], got nan"),
     ({"entropy_coeff": math.nan}, r"AgentTrainConfig.entropy_coeff must be a finite number in \[0, inf\), got nan"),
     ({"entropy_coeff": math.inf}, r"AgentTrainConfig.entropy_coeff"),
     ({"seed": 2**32}, r"seed must be an integer in \[0, 4294967295\]"),
-    ({"keep_rates": (1.0, math.nan)}, "keep_rates must be a non-empty list of numbers in"),
+    ({"episode": {"keep_rates": (1.0, math.nan)}}, "keep_rates must be a non-empty list of numbers in"),
 ])
 def test_agent_config_refuses_out_of_range_numbers(kw, message):
     with pytest.raises(ConfigError, match=message):
-        AgentTrainConfig(zoo="z", **kw)
+        AgentTrainConfig(zoo="z", **{k: default_agent_episode(**v) if k == "episode" else v for k, v in kw.items()})
 
 
 @pytest.mark.parametrize("kw, message", [
     ({"tolerance": 101}, "tolerance must be a number >= 0"),
     ({"tolerance": [1, math.inf]}, "tolerance must be a number >= 0"),
-    ({"probe_rows": 2.5}, r"probe_rows must be an integer >= 2, got 2.5"),
-    ({"latency_repeats": 0}, r"latency_repeats must be an integer >= 1"),
+    ({"probe_rows": 2.5}, r"probe_rows must be an integer in \[2, inf\), got 2.5"),
+    ({"latency_repeats": 0}, r"latency_repeats must be an integer in \[1, inf\)"),
     ({"seed": -1}, r"seed must be an integer in \[0, 4294967295\]"),
 ])
 def test_env_config_refuses_out_of_range_numbers(kw, message):
     with pytest.raises(ConfigError, match=message):
-        EnvConfig(zoo="z", **kw)
+        EnvConfig.from_dict({"zoo": "z", **kw})
 
 
 @pytest.mark.parametrize("kw, message", [

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,20 +12,17 @@ import pandas as pd
 import pytest
 
 from neon_ray.agent.protocols import select_networks
-from neon_ray.agent.training import (
-    AgentTrainConfig,
-    RunDir,
-    algo_config,
-    load_agent,
-    runner_cpus,
-    train_agent,
-)
+from neon_ray.agent.config import AgentTrainConfig, default_agent_episode
+from neon_ray.agent.run_dir import RunDir, load_agent
+from neon_ray.agent.training import algo_config, runner_cpus, train_agent
 from neon_ray.cli import train_cmd
 from neon_ray.errors import ConfigError
 from neon_ray.pruning.finetune import FinetuneConfig
 from neon_ray.nets.spec import SamplerConfig
 from neon_ray.nets.training import TrainConfig
-from neon_ray.zoo.build import ZooConfig, build_zoo, open_zoo
+from neon_ray.zoo.build import build_zoo
+from neon_ray.zoo.config import ZooConfig
+from neon_ray.zoo.store import open_zoo
 
 WINE, BC = "sklearn:wine", "sklearn:breast_cancer"
 TINY_FINETUNE = FinetuneConfig(max_epochs=1, patience=1, max_train_rows=128, max_val_rows=256)
@@ -38,9 +36,11 @@ def zoo(ray_session, tmp_path_factory):
     return open_zoo(cfg.out)
 
 
-def _cfg(zoo, out=None, **kw) -> AgentTrainConfig:
-    base = dict(zoo=str(zoo.root), out=str(out) if out else None, tolerance=50.0, keep_rates=(1.0, 0.6),
-                finetune=TINY_FINETUNE, warmup_episodes=0)
+def _cfg(zoo, out=None, episode=None, **kw) -> AgentTrainConfig:
+    """A config for the tiny zoo; `episode` changes the episode's settings."""
+    episode = default_agent_episode(**{"tolerance": 50.0, "keep_rates": (1.0, 0.6), "finetune": TINY_FINETUNE,
+                                       **(episode or {})})
+    base = dict(zoo=str(zoo.root), out=str(out) if out else None, episode=episode, warmup_episodes=0)
     return AgentTrainConfig(**{**base, **kw})
 
 
@@ -54,41 +54,53 @@ def _manifest() -> pd.DataFrame:
 
 
 def test_resolve_fills_neon_defaults():
-    cfg = AgentTrainConfig(zoo="z", loops=4)
+    cfg = AgentTrainConfig(zoo="z", episode=default_agent_episode(loops=4))
     sel = select_networks(_manifest())
     res = cfg.resolve(sel, _manifest())
     n = len(sel.train_ids)  # 6 (depths 2,1,2 per dataset)
     assert res.warmup_episodes == min(2 * n, 500) == 12
     assert res.episodes == 10 * n + 12
     assert res.train_batch_size == round(4 * 4 * (5 / 3))  # 4 episodes of loops x mean depth
-    assert res.reward_params == {"scale": 64000.0}  # (100 * (1 - 0.6))^3: the largest |neon reward| becomes 1
+    assert res.episode.reward_params == {"scale": 64000.0}  # (100 * (1 - 0.6))^3: the largest |neon reward| becomes 1
     ppo = replace(cfg, algo="ppo").resolve(sel, _manifest())
     assert ppo.warmup_episodes == 0 and ppo.episodes == 10 * n
-    given = replace(cfg, episodes=7, warmup_episodes=2, train_batch_size=9, reward_params={"scale": 1.0})
+    given = replace(cfg, episodes=7, warmup_episodes=2, train_batch_size=9,
+                    episode=replace(cfg.episode, reward_params={"scale": 1.0}))
     assert given.resolve(sel, _manifest()) == given
 
 
 def test_config_round_trips_through_json():
-    cfg = AgentTrainConfig(zoo="runs/../runs/zoo", out="r", holdout=("b",), tolerance=(1.0, 50.0), keep_rates=(1.0, 0.5),
-                           reward="composite", reward_params={"w_params": 2.0}, finetune=TINY_FINETUNE, hidden=(8,))
+    episode = default_agent_episode(tolerance=(1.0, 50.0), keep_rates=(1.0, 0.5), reward="composite",
+                                    reward_params={"w_params": 2.0}, finetune=TINY_FINETUNE)
+    cfg = AgentTrainConfig(zoo="runs/../runs/zoo", out="r", holdout=("b",), episode=episode, hidden=(8,))
     back = AgentTrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert back == replace(cfg, zoo=str(Path("runs/zoo").resolve()))
     assert back.identity() == cfg.identity() and "episodes" not in cfg.identity()
 
 
+def test_config_of_a_run_from_before_the_nested_episode_still_reads():
+    cfg = AgentTrainConfig(zoo="/z", episode=default_agent_episode(loops=2, remove_layer_action=True))
+    flat = {k: v for k, v in cfg.to_dict().items() if k != "episode"}
+    old = {k: v for k, v in cfg.episode.to_dict().items()
+           if k in ("tolerance", "tolerance_sampling", "loops", "keep_rates", "reward", "reward_params", "finetune", "importance")}
+    assert AgentTrainConfig.from_dict({**flat, **old, "remove_layer": True}) == cfg
+    with pytest.raises(ConfigError, match=r"keys \['loops'\] belong inside 'episode'"):
+        AgentTrainConfig.from_dict({**cfg.to_dict(), "loops": 2})
+
+
 @pytest.mark.parametrize("kw, message", [
     ({"algo": "dqn"}, "algo must be one of"),
     ({"algo": "ppo", "warmup_episodes": 5}, "warm-up is an A2C option"),
-    ({"loops": 0}, "loops must be an integer >= 1, got 0"),
-    ({"tolerance": (50.0, 1.0)}, "tolerance must be a number >= 0 or a pair"),
-    ({"keep_rates": (1.0, 1.5)}, "keep_rates must be a non-empty list of numbers in"),
-    ({"reward": "composite", "reward_params": {"w_parms": 1.0}}, r"unknown parameter\(s\) \['w_parms'\]"),
+    ({"episode": {"loops": 0}}, r"loops must be an integer in \[1, inf\), got 0"),
+    ({"episode": {"tolerance": (50.0, 1.0)}}, r"tolerance must be a number >= 0 and <= 100 .* or a pair"),
+    ({"episode": {"keep_rates": (1.0, 1.5)}}, "keep_rates must be a non-empty list of numbers in"),
+    ({"episode": {"reward": "composite", "reward_params": {"w_parms": 1.0}}}, r"unknown parameter\(s\) \['w_parms'\]"),
     ({"holdout": "wine"}, "not a single string"),
     ({"hidden": ()}, "hidden must be a non-empty list"),
 ])
 def test_bad_settings_are_config_errors(kw, message):
     with pytest.raises(ConfigError, match=message):
-        AgentTrainConfig(zoo="z", **kw)
+        AgentTrainConfig(zoo="z", **{k: default_agent_episode(**v) if k == "episode" else v for k, v in kw.items()})
 
 
 def test_runner_cpus_fit_two_runners_on_two_cpus():
@@ -119,8 +131,8 @@ def test_a2c_agent_learns_to_prune(zoo, tmp_path):
     A random policy prunes at half the steps; the trained agent's mean return must clearly beat the
     first iterations' (measured: about 0.64 -> 0.77), and so must its parameter reduction.
     """
-    cfg = _cfg(zoo, tmp_path / "run", reward="composite", reward_params={"w_params": 1.0}, episodes=120, lr=3e-3,
-               checkpoint_every=1000)
+    cfg = _cfg(zoo, tmp_path / "run", episode={"reward": "composite", "reward_params": {"w_params": 1.0}}, episodes=120,
+               lr=3e-3, checkpoint_every=1000)
     result = train_agent(cfg, progress=False)
     h = result.history
     first, last = h.head(3), h.tail(5)
@@ -129,7 +141,7 @@ def test_a2c_agent_learns_to_prune(zoo, tmp_path):
     assert last["reduction_mean"].mean() > first["reduction_mean"].mean()
     assert (h["reduction_mean"] >= 1.0).all() and np.isfinite(h["acc_change_pp_mean"]).all()
     policy, loaded = load_agent(result.run_dir)
-    assert loaded.episodes == 120 and loaded.reward == "composite"
+    assert loaded.episodes == 120 and loaded.episode.reward == "composite"
     probs = policy.action_probs(np.zeros(policy.module.observation_space.shape, np.float32))
     assert probs.shape == (2,)
 
@@ -149,7 +161,7 @@ def test_run_directory_holds_config_progress_and_checkpoints(zoo, short_run):
     doc = json.loads(run.config_path.read_text())
     saved = AgentTrainConfig.from_dict(doc["config"])
     assert saved.train_batch_size == 8 and saved.episodes == 8 and saved.warmup_episodes == 0
-    assert saved.reward_params == {"scale": 64000.0}  # resolved, not None
+    assert saved.episode.reward_params == {"scale": 64000.0}  # resolved, not None
     assert doc["selection"]["protocol"] == "A" and len(doc["selection"]["train_ids"]) == 6
     rows = pd.read_csv(run.progress_path)
     assert list(rows["iteration"]) == list(range(1, result.iterations + 1))
@@ -167,13 +179,14 @@ def test_run_directory_holds_config_progress_and_checkpoints(zoo, short_run):
 @pytest.mark.ray
 def test_mismatched_or_missing_runs_are_refused(zoo, short_run, tmp_path):
     cfg, result = short_run
-    with pytest.raises(ConfigError, match=r"other settings \(tolerance: saved 50.0, now 5.0\)"):
-        train_agent(replace(cfg, tolerance=5.0, episodes=20), resume=True, progress=False)
+    with pytest.raises(ConfigError, match=r"other settings \(episode.tolerance: saved 50.0, now 5.0\)"):
+        train_agent(replace(cfg, episode=replace(cfg.episode, tolerance=5.0), episodes=20), resume=True, progress=False)
     with pytest.raises(ConfigError, match="already holds a training run; pass --resume"):
         train_agent(cfg, progress=False)
     with pytest.raises(ConfigError, match="holds no training run"):
         train_agent(replace(cfg, out=str(tmp_path / "none")), resume=True, progress=False)
-    with pytest.raises(ConfigError, match=r"other settings \(finetune.max_epochs: saved 1, now 2; loops: saved 4, now 1\)"):
+    with pytest.raises(ConfigError, match=r"other settings \(episode.finetune.max_epochs: saved 1, now 2; "
+                                          r"episode.loops: saved 4, now 1\)"):
         _cli("--out", cfg.out, "--resume", "--loops", "1", "--finetune-epochs", "2")
     with pytest.raises(ConfigError, match="--zoo is required to start a run"):
         _cli("--out", str(tmp_path / "new"))
@@ -187,13 +200,14 @@ def _cli(*argv: str) -> int:
 
 
 @pytest.mark.ray
-def test_cli_resume_continues_iterations_and_episode_count(zoo, short_run, capsys):
+def test_cli_resume_continues_iterations_and_episode_count(zoo, short_run, capsys, caplog):
     cfg, first = short_run
+    caplog.set_level(logging.INFO, logger="neon_ray")
     # only --out is needed: the settings come from RUN/config.json; fewer runners and more episodes may change
     assert _cli("--out", cfg.out, "--resume", "--episodes", str(first.episodes + 6), "--runners", "0") == 0
-    out = capsys.readouterr().out
-    assert f"resuming at iteration {first.iterations}, episode {first.episodes}" in out
-    assert " iter  episodes    return reduction   acc pp" in out and "checkpoint: " in out
+    out, logged = capsys.readouterr().out, caplog.text
+    assert f"resuming at iteration {first.iterations}, episode {first.episodes}" in logged
+    assert " iter  episodes    return reduction   acc pp" in logged and "checkpoint: " in out
     run = RunDir(cfg.out)
     latest, h = run.latest(), pd.read_csv(run.progress_path)
     assert list(h["iteration"]) == list(range(1, latest["iteration"] + 1)) and latest["iteration"] > first.iterations
@@ -212,7 +226,7 @@ def test_env_runners_split_the_datasets_and_load_each_once(zoo):
 
     def env_state(runner):
         env = runner.env.unwrapped.envs[0].unwrapped
-        return runner.worker_index, id(env), sorted(env._order), sorted(env._datasets)
+        return runner.worker_index, id(env), sorted(env.catalogue.order), sorted(env.catalogue.datasets)
 
     try:
         algo.train()
@@ -228,7 +242,7 @@ def test_env_runners_split_the_datasets_and_load_each_once(zoo):
 
 @pytest.mark.ray
 def test_rollout_benchmark_measures_one_and_two_runners(zoo, tmp_path, capsys):
-    from neon_ray.bench import rollout
+    from neon_ray.cli import bench_rollout as rollout
 
     parser = argparse.ArgumentParser()
     rollout.register(parser.add_subparsers())

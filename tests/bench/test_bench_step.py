@@ -4,47 +4,40 @@ import json
 
 import pytest
 
-from neon_ray.bench import step
+from neon_ray.bench import flops
 from neon_ray.bench.reference import ORIGINAL, build_reference_zoo, reference_id, reference_spec
+from neon_ray.cli import bench_step
 from neon_ray.pruning.finetune import FinetuneConfig
 from neon_ray.nets.metrics import count_params
-from neon_ray.nets.spec import ArchSpec, SamplerConfig, build_mlp
+from neon_ray.nets.spec import ArchSpec, build_mlp
 from neon_ray.nets.training import TrainConfig
-from neon_ray.zoo.build import ZooConfig, build_zoo, open_zoo
+from neon_ray.zoo.store import open_zoo
 
 
 def _args(argv):
     parser = argparse.ArgumentParser()
-    step.register(parser.add_subparsers(dest="bench", required=True))
+    bench_step.register(parser.add_subparsers(dest="bench", required=True))
     return parser.parse_args(["step", *argv])
-
-
-@pytest.fixture(scope="module")
-def tiny_zoo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("zoo")
-    cfg = ZooConfig(out=str(root), datasets=("sklearn:wine",), networks=2, test_networks=0,
-                    sampler=SamplerConfig(max_layers=2, widths=(8, 16)), train=TrainConfig(max_epochs=3, patience=2))
-    build_zoo(cfg, in_process=True, progress=False)
-    return root
 
 
 def test_flop_count_of_an_affected_finetune():
     model = build_mlp(ArchSpec(in_features=4, n_classes=3, hidden=(6, 5), activations=("relu", "relu"), pre=("none", "none")))
-    per_row = step.finetune_flops_per_row(model, 0)
+    per_row = flops.finetune_flops_per_row(model, 0)
     # forward: Linear 4->6 (48+6), ReLU 6, Linear 6->5 (60+5), ReLU 5, head 5->3 (30+3)
     assert per_row == {"forward": 163, "backward": (54 + 65) + (60 + 30) + 11, "prefix": 0}
-    later = step.finetune_flops_per_row(model, 1)  # trains 6->5 and the head, prefix is block 0
+    later = flops.finetune_flops_per_row(model, 1)  # trains 6->5 and the head, prefix is block 0
     assert later == {"forward": 65 + 5 + 33, "backward": (65 + 33) + 30 + 5, "prefix": 54 + 6}
     cfg = FinetuneConfig(batch_size=4, max_train_rows=9, max_val_rows=5)
-    fl = step.finetune_flops(model, 1, cfg, n_train=20, n_val=7, epochs=3)
+    fl = flops.finetune_flops(model, 1, cfg, n_train=20, n_val=7, epochs=3)
     assert fl["train_rows_per_epoch"] == 8  # 9 rows leave a last batch of 1, which fit skips
     assert fl["val_rows"] == 5
     assert fl["total_gflop"] * 1e9 == pytest.approx(8 * 3 * (103 + 133) + 5 * 4 * 103 + (20 + 5) * 60)
 
 
-def test_step_benchmark_writes_its_figures(tiny_zoo, tmp_path):
+@pytest.mark.ray
+def test_step_benchmark_writes_its_figures(tiny_zoo, tmp_path, capsys):
     out = tmp_path / "step.json"
-    args = _args(["--zoo", str(tiny_zoo), "--episodes", "1", "--loops", "1", "--out", str(out)])
+    args = _args(["--zoo", str(tiny_zoo.root), "--dataset", "sklearn:wine", "--episodes", "1", "--loops", "1", "--out", str(out)])
     assert args.func(args) == 0
     doc = json.loads(out.read_text())
     assert doc["benchmark"] == "step" and doc["dataset"] == "sklearn:wine"
@@ -71,6 +64,22 @@ def test_step_benchmark_writes_its_figures(tiny_zoo, tmp_path):
             assert rec["epochs"] >= 1 and rec["total_gflop"] > 0 and rec["finetune_gflops"] > 0 and rec["finetune_gflops_cpu"] > 0
             assert rec["nominal_3x_gflop"] > 0 and rec["train_rows_per_epoch"] > 0
     assert sum(r["steps"] for r in doc["episodes"]) == s["steps"]
+    printed = capsys.readouterr().out
+    assert "bench step: zoo" in printed and "  episode 1/1 " in printed and "median step" in printed
+    assert printed.rstrip().endswith(f"figures written to {out}")
+
+
+def test_reference_table_prints_ours_next_to_the_original():
+    net = {"dataset": "phoneme", "reference": "C", "params_orig": 32_102, "params": 20_000, "steps": 8,
+           "finetune_s_step": 0.1, "epochs_step": 5.0, "state_s_step": 0.01, "episode_s": 1.0, "episode_cpu_s": 0.9,
+           "test_acc_orig": 0.8, "test_acc": 0.81, "test_acc_delta_pp": 1.0, "original": ORIGINAL[("phoneme", "C")],
+           "speedup": 16.9, "speedup_cpu": 18.8}
+    figures = {"load_avg_start": [1.0, 1.0, 1.0], "load_avg_end": [1.0, 1.0, 1.0], "build_seconds": 2.0, "networks": [net],
+               "step": {"obs_eval_share": 0.05, "finetune_share": 0.9, "finetune_gflops": 1.0, "finetune_gflops_cpu": 1.1,
+                        "cpu_over_wall": 0.9}}
+    lines = bench_step.reference_table(figures).splitlines()
+    assert lines[2].split()[:4] == ["phoneme", "C", "32,102", "8"]
+    assert "0.10/2.04" in lines[2] and "1.0/16.9" in lines[2] and "x16.9 (x18.8)" in lines[2]
 
 
 def test_reference_networks_match_the_original_sizes_and_are_cached(tmp_path):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from neon_ray.data.datasets import SplitConfig, load_dataset
+from neon_ray.data.datasets import load_dataset
+from neon_ray.data.splits import SplitConfig
 from neon_ray.errors import ConfigError, DataError
 from neon_ray.data.idx import MNIST_FILES, load_mnist, read_idx
 

@@ -8,21 +8,24 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from neon_ray.cli import compress_cmd
+from neon_ray.data.datasets import load_dataset
+from neon_ray.deepcomp import fileformat
+from neon_ray.deepcomp.lenet import build_lenet5, lenet_300_100_spec
+from neon_ray.deepcomp.pipeline import DeepCompConfig, compress_model, format_stage_table
+from neon_ray.errors import ConfigError
 from neon_ray.nets import metrics
 from neon_ray.nets.checkpoint import save_network
-from neon_ray.cli import compress_cmd
-from neon_ray.deepcomp import DeepCompConfig, RetrainConfig, compress_model, fileformat, format_table
-from neon_ray.deepcomp.lenet import build_lenet5, lenet_300_100_spec
-from neon_ray.errors import ConfigError
 from neon_ray.nets.spec import ArchSpec, build_mlp
 from neon_ray.nets.training import TrainConfig, fit
 
 FAST = DeepCompConfig(
     q_schedule=(0.5, 1.0),
-    prune_retrain=RetrainConfig(epochs=2, lr=3e-3, batch_size=64),
-    share_retrain=RetrainConfig(epochs=2, lr=1e-3, batch_size=64),
+    prune_retrain=TrainConfig(max_epochs=2, lr=3e-3, batch_size=64, patience=3),
+    share_retrain=TrainConfig(max_epochs=2, lr=1e-3, batch_size=64, patience=3),
     fc_bits=4,
 )
+ONE_EPOCH = TrainConfig(max_epochs=1, batch_size=128)
 
 
 def toy_dataset(n_features=16, n=1200, seed=0):
@@ -60,17 +63,25 @@ def test_compress_model_reports_every_stage_honestly(tmp_path):
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in original.items())  # the input model is untouched
     n_distinct = len(torch.unique(decoded.blocks[0].linear.weight[decoded.blocks[0].linear.weight != 0]))
     assert n_distinct <= 2**FAST.fc_bits
-    assert "| huffman |" in format_table(rows, {"paper": ["a", "b", "c", "d"]})
+    assert "| huffman |" in format_stage_table(rows, {"paper": ["a", "b", "c", "d"]})
 
 
 def test_compress_model_on_lenet5(tmp_path):
     data = toy_dataset(784, 300)
     model = build_lenet5(seed=0)
-    cfg = DeepCompConfig(q_schedule=(1.0,), prune_retrain=RetrainConfig(epochs=1), share_retrain=RetrainConfig(epochs=1), conv_bits=6, fc_bits=3)
+    cfg = DeepCompConfig(q_schedule=(1.0,), prune_retrain=ONE_EPOCH, share_retrain=ONE_EPOCH, conv_bits=6, fc_bits=3)
     decoded, rows = compress_model(model, data, cfg, tmp_path / "l5.nrdc")
     conv = decoded.conv2.weight[decoded.conv2.weight != 0]
     assert len(torch.unique(conv)) <= 64 and len(torch.unique(decoded.fc1.weight)) <= 9  # 8 clusters + zero
     assert rows[-1]["bytes"] < rows[0]["bytes"] / 8
+
+
+def test_compress_model_without_retraining(tmp_path):
+    data = toy_dataset()
+    model = build_mlp(ArchSpec(16, 3, (32,), ("relu",), ("none",)), seed=0)
+    cfg = DeepCompConfig(q_schedule=(1.0,), prune_retrain=None, share_retrain=None, fc_bits=4)
+    _, rows = compress_model(model, data, cfg, tmp_path / "raw.nrdc")
+    assert rows[1]["nonzeros"] < rows[0]["nonzeros"] and rows[-1]["bytes"] < rows[0]["bytes"]
 
 
 def test_config_rejects_bad_values():
@@ -80,6 +91,8 @@ def test_config_rejects_bad_values():
         DeepCompConfig(fc_bits=0)
     with pytest.raises(ConfigError, match="init"):
         DeepCompConfig(init="kmeans++")
+    with pytest.raises(ConfigError, match="prune_retrain must be a TrainConfig or None"):
+        DeepCompConfig(prune_retrain={"max_epochs": 1})
 
 
 def run_cli(argv):
@@ -90,8 +103,6 @@ def run_cli(argv):
 
 
 def test_compress_command_on_a_saved_network(tmp_path, capsys):
-    from neon_ray.data.datasets import load_dataset
-
     data = load_dataset("sklearn:wine", seed=3)
     model = build_mlp(ArchSpec(data.X_train.shape[1], 3, (32,), ("relu",), ("none",)), seed=0)
     fit(model, (data.X_train, data.y_train), (data.X_val, data.y_val), TrainConfig(max_epochs=20, lr=1e-2, batch_size=16))

@@ -15,9 +15,9 @@ from neon_ray.deepcomp.prune import (
     retrain_masked,
     threshold_mask,
 )
-from neon_ray.deepcomp.retrain import RetrainConfig
 from neon_ray.errors import ConfigError
 from neon_ray.nets.spec import ArchSpec, build_mlp
+from neon_ray.nets.training import TrainConfig, evaluate, fit
 
 
 def test_threshold_uses_population_std_not_rms():
@@ -35,7 +35,7 @@ def test_threshold_golden_around_the_cut():
     with pytest.raises(ConfigError, match="q must be >= 0"):
         threshold_mask(w, -1.0)
     with pytest.raises(ConfigError, match="optimizer"):
-        RetrainConfig(optimizer="rmsprop")
+        TrainConfig(optimizer="rmsprop")
 
 
 def test_masks_only_shrink_across_steps():
@@ -75,8 +75,8 @@ def test_pruned_weights_stay_exactly_zero_through_retraining_with_l2(optimizer, 
     X, y = toy_data()
     masks = prune_step(model, None, 0.8)
     before = {n: w.detach().clone() for n, w in prunable_weights(model).items()}
-    cfg = RetrainConfig(epochs=4, lr=lr, l2=1e-3, batch_size=32, patience=4, optimizer=optimizer)
-    result = retrain_masked(model, masks, (X, y), (X, y), cfg)
+    cfg = TrainConfig(max_epochs=4, lr=lr, batch_size=32, patience=4, optimizer=optimizer)
+    result = retrain_masked(model, masks, (X, y), (X, y), cfg, l2=1e-3)
     assert result.best_epoch > 0  # it trained and kept a better state than the start
     for name, w in prunable_weights(model).items():
         assert torch.all(w[~masks[name]] == 0), name
@@ -87,11 +87,9 @@ def test_magnitude_prune_schedule_grows_sparsity_and_keeps_accuracy():
     model = build_mlp(ArchSpec(12, 3, (64,), ("relu",), ("none",)), seed=0)
     X, y = toy_data(1024)
     nn.init.normal_(model.head.weight, std=0.3)
-    from neon_ray.nets.training import TrainConfig, evaluate, fit
-
     fit(model, (X, y), (X, y), TrainConfig(max_epochs=15, lr=1e-2, batch_size=64))
     _, acc_dense = evaluate(model, X, y)
-    masks = magnitude_prune(model, (X, y), (X, y), (0.5, 1.0), RetrainConfig(epochs=3, lr=5e-3, batch_size=64))
+    masks = magnitude_prune(model, (X, y), (X, y), (0.5, 1.0), TrainConfig(max_epochs=3, lr=5e-3, batch_size=64, patience=3))
     kept = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
     _, acc = evaluate(model, X, y)
     assert kept < 0.5
@@ -103,3 +101,17 @@ def test_apply_masks_zeroes_in_place():
     masks = {n: torch.zeros_like(w, dtype=torch.bool) for n, w in prunable_weights(model).items()}
     apply_masks(model, masks)
     assert all(torch.count_nonzero(w) == 0 for w in prunable_weights(model).values())
+
+
+def _retrained_with_dropout(rng_noise: int) -> dict:
+    torch.rand(rng_noise)  # whatever ran before in this process (another Ray task) must not matter
+    model = build_mlp(ArchSpec(12, 3, (32,), ("relu",), ("dropout",)), seed=0)
+    X, y = toy_data()
+    masks = prune_step(model, None, 0.8)
+    retrain_masked(model, masks, (X, y), (X, y), TrainConfig(max_epochs=2, batch_size=32, patience=None), seed=3)
+    return model.state_dict()
+
+
+def test_masked_retraining_depends_on_the_seed_only_not_on_global_rng_state():
+    a, b = _retrained_with_dropout(1), _retrained_with_dropout(1000)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from neon_ray.deepcomp.prune import prunable_weights, prune_step
-from neon_ray.deepcomp.retrain import RetrainConfig
 from neon_ray.deepcomp.share import (
     finetune_centroids,
     init_centroids,
@@ -17,6 +16,7 @@ from neon_ray.deepcomp.share import (
 )
 from neon_ray.errors import ConfigError
 from neon_ray.nets.spec import ArchSpec, build_mlp
+from neon_ray.nets.training import TrainConfig
 
 
 @pytest.fixture
@@ -136,7 +136,7 @@ def test_finetuning_moves_centroids_and_keeps_structure():
     masks = prune_step(model, None, 0.8)
     shared = share_weights(model, masks, {n: 2 for n in masks}, "density", 0)
     before = {n: sw.codebook.clone() for n, sw in shared.items()}
-    finetune_centroids(model, shared, (X, y), (X, y), RetrainConfig(epochs=5, lr=1e-2, batch_size=32), seed=0)
+    finetune_centroids(model, shared, (X, y), (X, y), TrainConfig(max_epochs=5, lr=1e-2, batch_size=32, patience=3), seed=0)
     weights = prunable_weights(model)
     assert any(not torch.equal(before[n], sw.codebook) for n, sw in shared.items())
     for name, sw in shared.items():

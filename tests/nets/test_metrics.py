@@ -21,6 +21,11 @@ def test_flops_by_hand():
     assert metrics.count_flops(net()) == 88 + 8 + 16 + 68 + 4 + 27
 
 
+def test_linear_flops_by_hand():
+    assert metrics.linear_flops(5, 8) == 88
+    assert metrics.linear_flops(5, 8, bias=False, rows=3) == 240
+
+
 def test_nonzero_and_sparse_flops_follow_zeroed_weights():
     model = net(pre=("none", "none"))
     with torch.no_grad():
@@ -37,10 +42,11 @@ def test_sparse_bytes_shrink_with_sparsity():
     assert metrics.sparse_bytes(model) == dense - 40 * 8
 
 
-def test_state_dict_bytes_exceed_raw_floats():
+def test_state_dict_bytes_exceed_raw_dense_bytes():
     model = net()
-    raw = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    assert metrics.state_dict_bytes(model) > raw
+    # float32 weights, biases, BatchNorm affine and running stats, plus BatchNorm's int64 num_batches_tracked
+    assert metrics.dense_bytes(model) == 4 * (48 + 16 + 36 + 15 + 16) + 8
+    assert metrics.state_dict_bytes(model) > metrics.dense_bytes(model)
 
 
 def test_macro_f1_matches_sklearn():

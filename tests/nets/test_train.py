@@ -1,5 +1,7 @@
+import pytest
 import torch
 
+from neon_ray.errors import ConfigError
 from neon_ray.nets.spec import ArchSpec, build_mlp
 from neon_ray.nets.training import TrainConfig, evaluate, fit
 
@@ -29,3 +31,28 @@ def test_best_validation_weights_are_restored_and_model_left_in_eval():
     after, _ = evaluate(model, *data(60, 1))
     assert after == result.best_val_loss and after <= before
     assert not model.training
+
+
+def test_fixed_budget_sgd_with_cosine_schedule_keeps_the_final_weights():
+    model = build_mlp(ArchSpec(4, 2, (16,), ("relu",), ("none",)), seed=0)
+    cfg = TrainConfig(max_epochs=5, batch_size=16, lr=0.1, patience=None, optimizer="sgd", momentum=0.9, lr_schedule="cosine")
+    result = fit(model, data(), data(60, 1), cfg, seed=0)
+    assert result.epochs == result.best_epoch == 5
+    assert evaluate(model, *data(60, 1))[0] == result.best_val_loss
+
+
+def test_after_step_runs_after_every_optimiser_step():
+    model = build_mlp(ArchSpec(4, 2, (16,), ("relu",), ("batchnorm",)), seed=0)
+    steps = []
+    # 120 rows in batches of 17: 7 full batches and a last one of 1 row, which is skipped
+    fit(model, data(), data(60, 1), TrainConfig(max_epochs=2, batch_size=17, patience=None), after_step=lambda: steps.append(1))
+    assert len(steps) == 2 * 7
+
+
+@pytest.mark.parametrize("kw, field", [
+    ({"optimizer": "rmsprop"}, "optimizer"), ({"lr_schedule": "step"}, "lr_schedule"),
+    ({"momentum": 1.0}, "momentum"), ({"momentum": -0.1}, "momentum"), ({"patience": 0}, "patience"),
+])
+def test_config_refuses_bad_optimiser_settings(kw, field):
+    with pytest.raises(ConfigError, match=f"TrainConfig.{field}"):
+        TrainConfig(**kw)

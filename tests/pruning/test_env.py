@@ -9,13 +9,18 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 from neon_ray.nets.checkpoint import save_network
-from neon_ray.pruning.env import EnvConfig, PruningEnv, assign_datasets
+from neon_ray.pruning.catalogue import assign_datasets
+from neon_ray.pruning.env import PruningEnv
+from neon_ray.pruning.episode_config import EnvConfig
 from neon_ray.errors import ConfigError, DataError, NeonRayError
 from neon_ray.pruning.observation import OBS_SIZE
 from neon_ray.nets.metrics import count_params
 from neon_ray.nets.spec import ArchSpec, SamplerConfig, build_mlp
 from neon_ray.nets.training import TrainConfig
-from neon_ray.zoo import build as zoo_mod
+from neon_ray.data.datasets import load_dataset
+from neon_ray.zoo.build import plan_networks, train_planned
+from neon_ray.zoo.config import ZooConfig, dataset_slug
+from neon_ray.zoo.store import open_zoo, write_manifest, write_zoo_file
 
 BC, WINE = "sklearn:breast_cancer", "sklearn:wine"
 # hidden widths and pre-layers per network, in index order; roles come from the zoo's seeded split
@@ -28,19 +33,19 @@ FAST = {"max_epochs": 2, "patience": 1, "batch_size": 64}
 
 def _build_tiny_zoo(root) -> None:
     """A real zoo directory (zoo.json, manifests, networks) with chosen architectures, trained briefly."""
-    cfg = zoo_mod.ZooConfig(out=str(root), datasets=tuple(LAYOUTS), networks=3, test_networks=1,
-                            sampler=SamplerConfig(max_layers=3), train=TrainConfig(max_epochs=3, patience=2))
-    zoo_mod.write_zoo_file(cfg)
+    cfg = ZooConfig(out=str(root), datasets=tuple(LAYOUTS), networks=3, test_networks=1,
+                    sampler=SamplerConfig(max_layers=3), train=TrainConfig(max_epochs=3, patience=2))
+    write_zoo_file(cfg)
     for name, layouts in LAYOUTS.items():
-        data = zoo_mod.load_dataset(name, None, seed=cfg.seed, split=cfg.split)
-        plans = zoo_mod.plan_networks(name, data.n_features, data.n_classes, cfg)[: len(layouts)]
+        data = load_dataset(name, None, seed=cfg.seed, split=cfg.split)
+        plans = plan_networks(name, data.n_features, data.n_classes, cfg)[: len(layouts)]
         for plan, (hidden, pre) in zip(plans, layouts):
             plan["spec"] = ArchSpec(data.n_features, data.n_classes, hidden, ("relu",) * len(hidden), pre).to_dict()
-            state, row = zoo_mod.train_planned(plan, data, cfg.train)
+            state, row = train_planned(plan, data, cfg.train)
             model = build_mlp(ArchSpec.from_dict(plan["spec"]))
             model.load_state_dict(state)
-            save_network(model, root / zoo_mod.dataset_slug(name) / "networks" / plan["network_id"], meta=row)
-        zoo_mod.write_manifest(root, name)
+            save_network(model, root / dataset_slug(name) / "networks" / plan["network_id"], meta=row)
+        write_manifest(root, name)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +57,7 @@ def zoo_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ids(zoo_dir):
-    frame = zoo_mod.open_zoo(zoo_dir).manifest()
+    frame = open_zoo(zoo_dir).manifest()
     return {(row.dataset, row.depth): row.network_id for row in frame.itertuples()}
 
 
@@ -167,7 +172,7 @@ def test_seeded_runs_repeat_and_networks_cycle_over_datasets(zoo_dir):
     a, b = episodes(make_env(zoo_dir, **cfg), 6), episodes(make_env(zoo_dir, **cfg), 6)
     assert a == b
     assert [e[1] for e in a] == [BC, WINE] * 3
-    assert {e[0] for e in a if e[1] == BC} == set(zoo_mod.open_zoo(zoo_dir).network_ids(BC))
+    assert {e[0] for e in a if e[1] == BC} == set(open_zoo(zoo_dir).network_ids(BC))
 
 
 def test_tolerance_range_is_sampled_per_episode(zoo_dir):
@@ -181,7 +186,7 @@ def test_tolerance_range_is_sampled_per_episode(zoo_dir):
 
 def test_role_filter(zoo_dir):
     env = PruningEnv({"zoo": str(zoo_dir), "networks": "test", "datasets": [BC]})
-    manifest = zoo_mod.open_zoo(zoo_dir).manifest(BC)
+    manifest = open_zoo(zoo_dir).manifest(BC)
     expected = set(manifest.loc[manifest["role"] == "test", "network_id"])
     assert {env.reset()[1]["network_id"] for _ in range(4)} <= expected
 
@@ -190,7 +195,7 @@ def test_accuracy_on_test_split(zoo_dir, ids):
     nid = ids[(BC, 2)]
     env = make_env(zoo_dir, networks=[nid], loops=1)
     run_episode(env)
-    row = zoo_mod.open_zoo(zoo_dir).row(nid)
+    row = open_zoo(zoo_dir).row(nid)
     assert env.test_accuracy(original=True) == pytest.approx(row["test_acc"])
     assert 0.0 <= env.test_accuracy() <= 1.0
 
@@ -262,23 +267,24 @@ def test_network_that_does_not_fit_its_dataset_is_named(zoo_dir, tmp_path):
 
     root = tmp_path / "zoo"
     shutil.copytree(zoo_dir, root)
-    folder = root / zoo_mod.dataset_slug(WINE) / "networks"
+    folder = root / dataset_slug(WINE) / "networks"
     bad_id = "sklearn_wine__s0__n099"
     meta = {**json.loads(next(folder.glob("*.json")).read_text())["meta"], "network_id": bad_id, "index": 99}
     save_network(build_mlp(ArchSpec(5, 3, (4,), ("relu",), ("none",))), folder / bad_id, meta=meta)
-    zoo_mod.write_manifest(root, WINE)
+    write_manifest(root, WINE)
     env = PruningEnv({"zoo": str(root), "networks": [bad_id]})
     with pytest.raises(DataError, match=rf"network {bad_id} expects 5 input features .* 13 features"):
         env.reset()
 
 
 def test_env_config_parsing_defaults():
-    cfg = EnvConfig.from_env_config({"zoo": "z", "keep_rates": [1.0, 0.5], "tolerance": [1, 5]})
-    assert cfg.keep_rates == (1.0, 0.5) and cfg.tolerance_range() == (1.0, 5.0) and cfg.loops == 4
+    cfg = EnvConfig.from_dict({"zoo": "z", "keep_rates": [1.0, 0.5], "tolerance": [1, 5]})
+    assert cfg.episode.keep_rates == (1.0, 0.5) and cfg.episode.tolerance == (1.0, 5.0) and cfg.episode.loops == 4
+    assert EnvConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match="keep_rates"):
-        EnvConfig.from_env_config({"zoo": "z", "keep_rates": [0.0]})
+        EnvConfig.from_dict({"zoo": "z", "keep_rates": [0.0]})
     with pytest.raises(ConfigError, match="loops"):
-        EnvConfig.from_env_config({"zoo": "z", "loops": 0})
+        EnvConfig.from_dict({"zoo": "z", "loops": 0})
 
 
 def test_costly_datasets_are_packed_longest_first_so_runners_finish_together():

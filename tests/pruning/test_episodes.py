@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from neon_ray.nets.checkpoint import load_network
+from neon_ray.pruning.batch import run_episode, run_networks, zoo_networks
 from neon_ray.pruning.episodes import (
     EpisodePruner, FixedChooser, RandomChooser, RunOptions, check_env_config, prune_episode,
-    run_episode, run_networks, zoo_networks,
 )
 from neon_ray.errors import ConfigError
 from neon_ray.results.store import read_results
@@ -78,11 +78,11 @@ def test_prune_episode_leaves_the_original_alone(zoo):
 
 
 def test_deep_compression_adds_a_dc_row_with_the_real_file_size(zoo, tmp_path):
-    from neon_ray.deepcomp import DeepCompConfig
-    from neon_ray.deepcomp.retrain import RetrainConfig
+    from neon_ray.deepcomp.pipeline import DeepCompConfig
+    from neon_ray.nets.training import TrainConfig
 
     nid = zoo.network_ids(dataset="sklearn:wine")[0]
-    dc = DeepCompConfig(q_schedule=(0.5, 1.0), prune_retrain=RetrainConfig(epochs=1), share_retrain=RetrainConfig(epochs=1))
+    dc = DeepCompConfig(q_schedule=(0.5, 1.0), prune_retrain=TrainConfig(max_epochs=1, batch_size=128), share_retrain=TrainConfig(max_epochs=1, batch_size=128))
     options = RunOptions(timing=False, compress=True, deepcomp=dc, save_dir=str(tmp_path))
     rows = run_episode(zoo, nid, _uniform(0.5), run_id="dc", options=options)
 

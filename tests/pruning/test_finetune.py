@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neon_ray.pruning.structured import prune_layer
 from neon_ray.data.datasets import load_dataset
 from neon_ray.errors import ConfigError
-from neon_ray.pruning.finetune import FinetuneConfig, _Suffix, affected_modules, finetune
 from neon_ray.nets.spec import ArchSpec, build_mlp
 from neon_ray.nets.training import evaluate, fit
+from neon_ray.pruning.finetune import FinetuneConfig, _Suffix, affected_modules, finetune
+from neon_ray.pruning.structured import prune_layer
 
 CFG = FinetuneConfig(max_epochs=3, batch_size=64, patience=3)
 

@@ -18,9 +18,10 @@ import pytest
 from neon_ray.baselines.pruners import make_pruner
 from neon_ray.cli import main
 from neon_ray.errors import ConfigError, DataError
-from neon_ray.results.store import (
-    RESULT_COLUMNS, finish_run, manifest_path, read_results, run_status, start_run, summarise, write_results,
-)
+from neon_ray.results.runs import finish_run, run_manifest_path, start_run
+from neon_ray.results.schema import RESULT_COLUMNS
+from neon_ray.results.store import read_results, write_results
+from neon_ray.results.summary import run_status, summarise
 from test_results import rows
 
 WINE = "method=neon/dataset=sklearn%3Awine"
@@ -165,7 +166,7 @@ def test_a_finished_run_is_complete_and_a_missing_file_shows(tmp_path, capsys):
     manifest = start_run(res, "r1", "neon", {"sklearn:wine": 3, "phoneme": 2})
     write_results(rows("r1", "neon", "sklearn:wine", 3) + rows("r1", "neon", "phoneme", 2), res)
     finish_run(res, manifest)
-    assert json.loads(manifest_path(res, "r1", "neon").read_text())["status"] == "complete"
+    assert json.loads(run_manifest_path(res, "r1", "neon").read_text())["status"] == "complete"
     assert run_status(res)["status"].tolist() == ["complete"]
     code, _, err = _cli(["results", "summary", res], capsys)
     assert code == 0 and "warning" not in err
@@ -202,7 +203,8 @@ def test_baseline_results_under_a_file_fails_before_any_work(tmp_path, capsys):
 
 
 def test_run_networks_checks_results_and_save_dir_before_opening_the_zoo(tmp_path):
-    from neon_ray.pruning.episodes import RunOptions, run_networks
+    from neon_ray.pruning.batch import run_networks
+    from neon_ray.pruning.episodes import RunOptions
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -281,7 +283,7 @@ def test_result_and_manifest_files_follow_the_file_mode_policy(tmp_path):
         atomic_write_bytes(tmp_path / "x.nrdc", b"abc")
     finally:
         os.umask(old)
-    for path in (tmp_path / "method=neon" / "dataset=phoneme" / "r1.parquet", manifest_path(tmp_path, "r1", "neon"),
+    for path in (tmp_path / "method=neon" / "dataset=phoneme" / "r1.parquet", run_manifest_path(tmp_path, "r1", "neon"),
                  tmp_path / "x.nrdc"):
         assert path.stat().st_mode & 0o777 == 0o640, path
     assert not [p for p in tmp_path.rglob(".*")]  # no temporary file left behind
@@ -305,14 +307,15 @@ def test_concurrent_writers_lose_no_row(tmp_path):
 
 @pytest.mark.ray
 def test_run_networks_records_running_then_complete_or_failed(tiny_zoo, tmp_path, monkeypatch, capsys):
-    import neon_ray.results.store as results_mod
-    from neon_ray.pruning.episodes import EpisodePruner, FixedChooser, RunOptions, run_networks, zoo_networks
+    import neon_ray.pruning.batch as batch_mod
+    from neon_ray.pruning.batch import run_networks, zoo_networks
+    from neon_ray.pruning.episodes import EpisodePruner, FixedChooser, RunOptions
 
     pruner = EpisodePruner("uniform", "keep=0.5", {"finetune": {"max_epochs": 1, "patience": 1}, "keep_rates": (0.5,),
                                                    "loops": 1}, FixedChooser(0))
     networks = zoo_networks(tiny_zoo, None, "all")
     res = tmp_path / "res"
-    real_write, calls = results_mod.write_results, []
+    real_write, calls = batch_mod.write_results, []
 
     def crash_on_second_dataset(rows_, root):
         calls.append(rows_[0]["dataset"])
@@ -320,7 +323,7 @@ def test_run_networks_records_running_then_complete_or_failed(tiny_zoo, tmp_path
             raise OSError("disk full (simulated)")
         return real_write(rows_, root)
 
-    monkeypatch.setattr(results_mod, "write_results", crash_on_second_dataset)
+    monkeypatch.setattr(batch_mod, "write_results", crash_on_second_dataset)
     with pytest.raises(OSError, match="simulated"):
         run_networks(tiny_zoo, pruner, networks, run_id="u", results=res, options=RunOptions(timing=False), progress=False)
     status = run_status(res).iloc[0]
@@ -328,7 +331,7 @@ def test_run_networks_records_running_then_complete_or_failed(tiny_zoo, tmp_path
     code, _, err = _cli(["results", "summary", res], capsys)
     assert code == 0 and "3 of 6 networks" in err and "disk full" in err
 
-    monkeypatch.setattr(results_mod, "write_results", real_write)
+    monkeypatch.setattr(batch_mod, "write_results", real_write)
     run_networks(tiny_zoo, pruner, networks, run_id="u", results=res, options=RunOptions(timing=False), progress=False)
     status = run_status(res).iloc[0]
     assert (status["status"], status["state"], status["networks"], status["expected"]) == ("complete", "complete", 6, 6)

@@ -1,12 +1,13 @@
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from neon_ray.errors import NeonRayError
 from neon_ray.nets.metrics import NetworkMetrics
-from neon_ray.results.store import RESULT_COLUMNS, read_results, result_row, summarise, write_results
+from neon_ray.results.schema import RESULT_COLUMNS, result_row
+from neon_ray.results.store import read_results, write_results
+from neon_ray.results.summary import summarise
 
 
 def metrics_of(params, acc, nonzero=None):

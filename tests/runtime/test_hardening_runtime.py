@@ -1,21 +1,14 @@
-"""Hostile-user review, runtime findings: loopback-only local Ray, one file mode, output locations
-checked before work, every numeric option validated, quiet Ray logs with a --verbose switch, and
-no Ray process outliving a killed driver."""
+"""Hostile-user review, runtime findings: one file mode, output locations checked before work, and
+every numeric option validated (the Ray session's findings are in test_ray_session.py)."""
 from __future__ import annotations
 
-import logging
 import os
-import signal
 import stat
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from neon_ray.runtime import ray_session as raysession
-from neon_ray.cli import build_parser, main
+from neon_ray.cli import main
 from neon_ray.errors import ConfigError
 
 NAN, INF = float("nan"), float("inf")
@@ -89,12 +82,12 @@ def wine_network(tmp_path):
 @pytest.fixture
 def no_compression(monkeypatch):
     """compress_model that fails the test if the command ever gets that far."""
-    import neon_ray.deepcomp
+    import neon_ray.deepcomp.pipeline
 
     def refuse(*args, **kwargs):
         raise AssertionError("compression started although the output location is unusable")
 
-    monkeypatch.setattr(neon_ray.deepcomp, "compress_model", refuse)
+    monkeypatch.setattr(neon_ray.deepcomp.pipeline, "compress_model", refuse)
 
 
 @pytest.mark.parametrize("flag", ["--out", "--table"])
@@ -123,8 +116,12 @@ def test_compress_refuses_an_out_that_is_a_directory(wine_network, tmp_path, no_
     ["bench", "rollout", "--zoo", "/nonexistent/zoo", "--out", "{bad}.json"],
 ], ids=lambda argv: " ".join(argv[:2]))
 def test_commands_check_out_before_work(argv, under_a_file, capsys, monkeypatch):
+    import ray
+
     monkeypatch.chdir(Path(__file__).resolve().parents[2])
-    monkeypatch.setattr(raysession, "ray_session", _no_ray)
+    # at Ray itself: modules bind `ray_session` when imported, and the shared test Ray may be running
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", _no_ray)
     assert main([a.replace("{bad}", str(under_a_file)) for a in argv]) == 2
     err = capsys.readouterr().err
     assert str(under_a_file) in err and "is a file, expected a directory" in err, err
@@ -135,7 +132,7 @@ def _no_ray(*args, **kwargs):
 
 
 def test_run_pipeline_and_run_sweep_check_out_themselves(under_a_file):
-    from neon_ray.agent.training import AgentTrainConfig
+    from neon_ray.agent.config import AgentTrainConfig
     from neon_ray.pipeline import PipelineConfig, run_pipeline
     from neon_ray.tune.sweep import SweepConfig, run_sweep
 
@@ -210,15 +207,15 @@ def test_q_nan_can_no_longer_prune_a_whole_layer():
 
 
 def _deepcomp(**kw):
-    from neon_ray.deepcomp import DeepCompConfig
+    from neon_ray.deepcomp.pipeline import DeepCompConfig
 
     return DeepCompConfig(**kw)
 
 
 def _retrain(**kw):
-    from neon_ray.deepcomp import RetrainConfig
+    from neon_ray.nets.training import TrainConfig
 
-    return RetrainConfig(**kw)
+    return TrainConfig(**kw)
 
 
 def _lenet5(**kw):
@@ -228,7 +225,7 @@ def _lenet5(**kw):
 
 
 def _sweep(**kw):
-    from neon_ray.agent.training import AgentTrainConfig
+    from neon_ray.agent.config import AgentTrainConfig
     from neon_ray.tune.sweep import SweepConfig
 
     return SweepConfig(base=AgentTrainConfig(zoo="z"), out="o", **kw)
@@ -255,13 +252,13 @@ def _reward(**params):
     (_deepcomp, {"fc_bits": 2.5}, r"DeepCompConfig\.fc_bits must be an integer in \[1, 12\], got 2.5"),
     (_deepcomp, {"conv_bits": 13}, r"conv_bits must be an integer in \[1, 12\], got 13"),
     (_deepcomp, {"seed": -1}, r"DeepCompConfig\.seed must be an integer in \[0, 4294967295\], got -1"),
-    (_retrain, {"lr": NAN}, r"RetrainConfig\.lr must be a finite number in \(0, 10\], got nan"),
-    (_retrain, {"lr": INF}, r"RetrainConfig\.lr .* got inf"),
-    (_retrain, {"l2": NAN}, r"RetrainConfig\.l2 must be a finite number in \[0, 10\], got nan"),
-    (_retrain, {"epochs": 2.5}, r"RetrainConfig\.epochs must be an integer in \[0, 100000\], got 2.5"),
-    (_retrain, {"batch_size": 0}, r"RetrainConfig\.batch_size must be an integer in \[1, "),
-    (_retrain, {"patience": True}, r"RetrainConfig\.patience must be an integer"),
-    (_retrain, {"max_train_rows": 1}, r"RetrainConfig\.max_train_rows must be an integer in \[2, inf\), got 1"),
+    (_retrain, {"lr": NAN}, r"TrainConfig\.lr must be a finite number in \(0, 10\], got nan"),
+    (_retrain, {"lr": INF}, r"TrainConfig\.lr .* got inf"),
+    (_deepcomp, {"prune_l2": NAN}, r"DeepCompConfig\.prune_l2 must be a finite number in \[0, 10\], got nan"),
+    (_retrain, {"max_epochs": 2.5}, r"TrainConfig\.max_epochs must be an integer in \[1, 100000\], got 2.5"),
+    (_retrain, {"batch_size": 0}, r"TrainConfig\.batch_size must be an integer in \[1, "),
+    (_retrain, {"patience": True}, r"TrainConfig\.patience must be an integer"),
+    (_retrain, {"max_train_rows": 1}, r"TrainConfig\.max_train_rows must be an integer in \[2, inf\), got 1"),
     (_lenet5, {"in_channels": 1.5}, r"LeNet5Config\.in_channels must be an integer in \[1, inf\), got 1.5"),
     (_lenet5, {"image_size": 8}, r"LeNet5Config\.image_size must be an integer in \[16, inf\), got 8"),
     (_lenet5, {"n_classes": 1}, r"LeNet5Config\.n_classes"),
@@ -319,201 +316,3 @@ def test_shipped_specs_still_load():
 
     for spec in sorted((Path(__file__).resolve().parents[2] / "jobs" / "specs").glob("*.json")):
         assert load_spec(spec, out="o").episodes >= 1
-
-
-# ------------------------------------------------------------------------------------------------
-# (a) quiet Ray logs by default, everything with --verbose
-
-
-class _Collect(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.messages: list[str] = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-def _emit_noise() -> list[str]:
-    """Log every NOISE message plus one warning that must stay, on the emitting loggers; what got through."""
-    seen = []
-    keep = ("ray._private.authentication.authentication_token_setup",
-            "Token authentication is disabled for this Ray cluster. Anyone with network access ...")
-    for name, fragment in (*raysession.NOISE, keep):
-        logger, handler = logging.getLogger(name), _Collect()
-        logger.addHandler(handler)
-        propagate, logger.propagate = logger.propagate, False  # keep Ray's own stderr handler out of it
-        try:
-            logger.warning("%s (as Ray words it)", fragment)
-        finally:
-            logger.removeHandler(handler)
-            logger.propagate = propagate
-        seen += handler.messages
-    return seen
-
-
-def test_ray_noise_is_dropped_and_other_warnings_stay():
-    try:
-        raysession.quiet_ray_logs(True)
-        raysession.quiet_ray_logs(True)  # idempotent
-        assert [m for m in _emit_noise()] == [
-            "Token authentication is disabled for this Ray cluster. Anyone with network access ... (as Ray words it)"]
-        raysession.quiet_ray_logs(False)
-        assert len(_emit_noise()) == len(raysession.NOISE) + 1
-    finally:
-        raysession.quiet_ray_logs(True)
-
-
-def test_verbose_flag_goes_before_the_command_and_turns_everything_on(capsys):
-    from neon_ray.cli import configure_logging
-
-    args = build_parser().parse_args(["--verbose", "results", "summary", "r"])
-    assert args.verbose and args.command == "results"
-    assert not build_parser().parse_args(["results", "summary", "r"]).verbose
-    logger = logging.getLogger("neon_ray")
-    level = logger.level
-    with configure_logging(verbose=False):
-        assert not raysession.verbose()
-        logging.getLogger("neon_ray.some_module").info("an info line")
-        logging.getLogger("neon_ray.some_module").debug("a debug line")
-        logging.getLogger("neon_ray.some_module").warning("a warning")
-        assert len(_emit_noise()) == 1
-    with configure_logging(verbose=True):
-        assert raysession.verbose()
-        logging.getLogger("neon_ray.some_module").debug("a debug line")
-        assert len(_emit_noise()) == len(raysession.NOISE) + 1
-    assert logger.level == level and not any(type(h).__name__ == "_CliHandler" for h in logger.handlers)
-    err = capsys.readouterr().err.splitlines()
-    assert err == ["an info line", "neon-ray: warning: a warning", "neon-ray: debug: neon_ray.some_module: a debug line"]
-    raysession.quiet_ray_logs(True)
-
-
-def test_local_session_binds_loopback_and_joining_changes_nothing(monkeypatch):
-    import ray
-    from ray._private import ray_constants
-
-    calls = []
-
-    def fake_init(**kwargs):
-        calls.append((kwargs, ray_constants.ENABLE_RAY_CLUSTER))
-
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", fake_init)
-    monkeypatch.setattr(ray, "shutdown", lambda: None)
-    monkeypatch.setattr(raysession, "_start_reaper", lambda before: None)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    switch = ray_constants.ENABLE_RAY_CLUSTER
-    with raysession.ray_session(num_cpus=1):
-        pass
-    with raysession.ray_session(address="ray://example:10001"):
-        pass
-    logger = logging.getLogger("neon_ray")
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
-    try:
-        with raysession.ray_session():
-            pass
-    finally:
-        logger.setLevel(level)
-    (local, local_switch), (joined, joined_switch), (loud, _) = calls
-    assert local["_node_ip_address"] == "127.0.0.1" and local["include_dashboard"] is False and local_switch is False
-    assert local["log_to_driver"] is False and loud["log_to_driver"] is True
-    assert "_node_ip_address" not in joined and joined["address"] == "ray://example:10001" and joined_switch == switch
-    assert ray_constants.ENABLE_RAY_CLUSTER == switch
-
-
-# ------------------------------------------------------------------------------------------------
-# 6 and (b): a real local Ray listens on loopback only, and nothing outlives a SIGKILLed driver
-
-_DRIVER = """
-import os, sys, time
-from neon_ray.runtime.ray_session import ray_session
-with ray_session(num_cpus=1) as ray:
-    @ray.remote
-    def ping():
-        return os.getpid()
-    ray.get(ping.remote())
-    print("READY", flush=True)
-    time.sleep(300)
-"""
-
-
-def _listening_sockets(pids) -> list[tuple[int, str]]:
-    """(pid, local address) of every TCP listening socket held by `pids`, from /proc."""
-    listening = {}
-    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A":  # TCP_LISTEN
-                listening[fields[9]] = _address(fields[1].split(":")[0], v6)
-    found = []
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:[") and target[8:-1] in listening:
-                found.append((pid, listening[target[8:-1]]))
-    return found
-
-
-def _address(hex_ip: str, v6: bool) -> str:
-    import ipaddress
-
-    raw = bytes.fromhex(hex_ip)
-    # /proc stores the address as host-order 32-bit words
-    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
-    return str(ipaddress.IPv6Address(raw) if v6 else ipaddress.IPv4Address(raw))
-
-
-def _is_loopback(address: str) -> bool:
-    import ipaddress
-
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
-
-
-@pytest.mark.ray
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_local_ray_listens_on_loopback_only_and_dies_with_its_driver():
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
-    driver = subprocess.Popen([sys.executable, "-c", _DRIVER], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=env, start_new_session=True)
-    tracked: dict[int, str] = {}
-    try:
-        assert driver.stdout.readline().strip() == "READY", driver.stderr.read()
-        tracked = raysession.descendants(driver.pid)
-        sockets = _listening_sockets([driver.pid, *tracked])
-        assert len(sockets) >= 4, sockets  # driver, GCS, raylet, agents: the check is not vacuous
-        wide = [(pid, addr) for pid, addr in sockets if not _is_loopback(addr)]
-        assert not wide, f"listening beyond loopback: {wide}"
-
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=30)
-        deadline = time.monotonic() + 20  # before the fix two agents stayed for about 61 s
-        while time.monotonic() < deadline:
-            left = {pid for pid, start in tracked.items() if raysession._proc_start(pid) == start}
-            if not left:
-                break
-            time.sleep(0.25)
-        assert not left, f"still running 20 s after the driver was killed: {sorted(left)}"
-        noise = [line for line in driver.stderr.read().splitlines() if "Token authentication is enabled" in line]
-        assert not noise
-    finally:
-        if driver.poll() is None:
-            os.kill(driver.pid, signal.SIGKILL)
-            driver.wait(timeout=30)
-        for pid, start in tracked.items():  # never leave our own processes behind, touch no one else's
-            if raysession._proc_start(pid) == start:
-                os.kill(pid, signal.SIGKILL)

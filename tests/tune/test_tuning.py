@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pandas as pd
 import pytest
 
-from neon_ray.agent.training import AgentTrainConfig
+from neon_ray.agent.config import AgentTrainConfig, default_agent_episode
 from neon_ray.errors import ConfigError
+from neon_ray.pruning.episode_config import EpisodeConfig
 from neon_ray.pruning.finetune import FinetuneConfig
 from neon_ray.nets.spec import SamplerConfig
 from neon_ray.nets.training import TrainConfig
@@ -15,12 +17,13 @@ from neon_ray.tune.sweep import (
     SUMMARY_COLUMNS,
     RewardVariant,
     SweepConfig,
-    format_table,
+    format_trials,
     read_summary,
     run_sweep,
     trial_label,
 )
-from neon_ray.zoo.build import ZooConfig, build_zoo
+from neon_ray.zoo.build import build_zoo
+from neon_ray.zoo.config import ZooConfig
 
 WINE = "sklearn:wine"
 
@@ -39,20 +42,20 @@ def test_reward_variants_parse_and_label():
 
 
 def test_trial_labels_show_what_the_grid_varies():
-    assert trial_label({"tolerance": 5.0, "reward": "neon", "reward_params": {"scale": 64000.0}}) == "tol=5_neon"
-    assert trial_label({"tolerance": [1.0, 50.0], "reward": "composite", "reward_params": {"w_params": 3.0}}) \
+    assert trial_label(EpisodeConfig(tolerance=5.0, reward="neon", reward_params={"scale": 64000.0})) == "tol=5_neon"
+    assert trial_label(EpisodeConfig(tolerance=[1.0, 50.0], reward="composite", reward_params={"w_params": 3.0})) \
         == "tol=1-50_composite(w_params=3)"
 
 
 def test_grid_is_tolerance_times_reward():
-    base = AgentTrainConfig(zoo="z", finetune=FinetuneConfig(max_epochs=1))
+    base = AgentTrainConfig(zoo="z", episode=default_agent_episode(finetune=FinetuneConfig(max_epochs=1)))
     cfg = SweepConfig(base=base, out="o", tolerances=(1.0, (1.0, 50.0)),
                       rewards=(RewardVariant("neon"), RewardVariant("composite", {"w_params": 2.0})))
     grid = cfg.trial_configs()
-    assert [(c.tolerance, c.reward, c.reward_params) for c in grid] == [
+    assert [(c.episode.tolerance, c.episode.reward, c.episode.reward_params) for c in grid] == [
         (1.0, "neon", None), (1.0, "composite", {"w_params": 2.0}),
         ((1.0, 50.0), "neon", None), ((1.0, 50.0), "composite", {"w_params": 2.0})]
-    assert all(c.finetune == base.finetune for c in grid)
+    assert all(c.episode.finetune == base.episode.finetune for c in grid)
 
 
 @pytest.mark.parametrize("kw, message", [
@@ -76,13 +79,15 @@ def zoo_dir(ray_session, tmp_path_factory):
 
 
 @pytest.mark.ray
-def test_two_trial_sweep_writes_table_and_tensorboard_files(zoo_dir, tmp_path, capsys):
-    base = AgentTrainConfig(zoo=zoo_dir, keep_rates=(1.0, 0.6), loops=1, warmup_episodes=0, train_batch_size=2,
-                            finetune=FinetuneConfig(max_epochs=1, patience=1, max_train_rows=128, max_val_rows=128))
+def test_two_trial_sweep_writes_table_and_tensorboard_files(zoo_dir, tmp_path, caplog):
+    episode = default_agent_episode(keep_rates=(1.0, 0.6), loops=1,
+                                    finetune=FinetuneConfig(max_epochs=1, patience=1, max_train_rows=128, max_val_rows=128))
+    base = AgentTrainConfig(zoo=zoo_dir, episode=episode, warmup_episodes=0, train_batch_size=2)
     cfg = SweepConfig(base=base, out=str(tmp_path / "sweeps"), name="t", tolerances=(50.0,),
                       rewards=(RewardVariant("neon"), RewardVariant("composite", {"w_params": 2.0})), iterations=1)
+    caplog.set_level(logging.INFO, logger="neon_ray")
     result = run_sweep(cfg)
-    out = capsys.readouterr().out
+    out = format_trials(result.table)
 
     table = result.table
     assert list(table.columns) == list(SUMMARY_COLUMNS) and len(table) == 2
@@ -97,9 +102,9 @@ def test_two_trial_sweep_writes_table_and_tensorboard_files(zoo_dir, tmp_path, c
         files = {p.name for p in (tmp_path / "sweeps" / "t" / trial_dir.split("/")[-1]).iterdir()}
         assert any(name.startswith("events.out.tfevents") for name in files), files
         assert {"params.json", "result.json", "progress.csv"} <= files
-    assert f"tensorboard --logdir {result.experiment_dir}" in out
+    assert f"tensorboard --logdir {result.experiment_dir}" in caplog.text
     assert "tol=50_neon" in out and "tol=50_composite_w_params=2" in out
-    assert format_table(table).splitlines()[0].startswith("trial")
+    assert out.splitlines()[0].startswith("trial")
 
     with pytest.raises(ConfigError, match="exists already"):
         run_sweep(cfg)

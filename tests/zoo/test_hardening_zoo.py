@@ -16,22 +16,15 @@ import pandas as pd
 import pytest
 
 from neon_ray import cli
-from neon_ray.data.datasets import MIN_SPLIT_ROWS, SplitConfig, load_dataset, rows_needed
-from neon_ray.errors import ConfigError, DataError
+from neon_ray.data.datasets import load_dataset
 from neon_ray.data.idx import load_mnist
+from neon_ray.data.splits import MIN_SPLIT_ROWS, SplitConfig, rows_needed
+from neon_ray.errors import ConfigError, DataError
 from neon_ray.nets.spec import SamplerConfig
 from neon_ray.nets.training import TrainConfig
-from neon_ray.zoo.build import (
-    MAX_NETWORKS,
-    ZOO_FILE,
-    ZooConfig,
-    build_zoo,
-    dataset_slug,
-    iter_plans,
-    network_id,
-    open_zoo,
-    write_zoo_file,
-)
+from neon_ray.zoo.build import build_zoo, iter_plans
+from neon_ray.zoo.config import MAX_NETWORKS, ZooConfig, dataset_slug, network_id
+from neon_ray.zoo.store import ZOO_FILE, open_zoo, write_zoo_file
 
 FAST = dict(networks=3, test_networks=1, sampler=SamplerConfig(max_layers=1, widths=(4,)),
             train=TrainConfig(max_epochs=1, patience=1))
@@ -230,7 +223,7 @@ def test_help_states_the_network_limit(capsys):
 def test_cli_bounds_match_the_library():
     from neon_ray.nets import spec
     from neon_ray.nets import training as train
-    from neon_ray.zoo import build as zoo
+    from neon_ray.zoo import config as zoo
     from neon_ray.cli import zoo_cmd
 
     assert (zoo_cmd.MAX_NETWORKS, zoo_cmd.MAX_SEED) == (zoo.MAX_NETWORKS, zoo.MAX_SEED)

@@ -9,7 +9,9 @@ from neon_ray.nets.checkpoint import load_network
 from neon_ray.errors import ConfigError, NeonRayError
 from neon_ray.nets.spec import SamplerConfig
 from neon_ray.nets.training import TrainConfig
-from neon_ray.zoo.build import ZooConfig, assign_roles, build_zoo, network_id, open_zoo, plan_networks
+from neon_ray.zoo.build import assign_roles, build_zoo, plan_networks
+from neon_ray.zoo.config import ZooConfig, network_id
+from neon_ray.zoo.store import open_zoo
 
 TINY = dict(
     datasets=("sklearn:wine", "sklearn:breast_cancer"),
@@ -53,7 +55,7 @@ def test_build_is_complete_resumable_and_crash_safe(tmp_path, ray_session):
     stem.with_suffix(".json").unlink()
     (stem.parent / ".junk.tmp").write_bytes(b"half")
     from neon_ray.nets.checkpoint import network_exists
-    from neon_ray.zoo.build import write_manifest
+    from neon_ray.zoo.store import write_manifest
 
     assert not network_exists(stem)
     assert nid not in write_manifest(tmp_path / "zoo", meta["dataset"])["network_id"].tolist()

@@ -1,13 +1,17 @@
-"""Range checks of the Deep Compression configs: ConfigError naming the field, the value and the allowed range.
+"""Range checks of config fields: a ConfigError naming the field, the value and the allowed range.
 
 Every numeric knob is checked where it is defined (`__post_init__`), so a NaN, an infinity, a bool
 or a float where an integer belongs is refused before any work, from the CLI, a job or a library call.
+Used by the training, fine-tuning, agent and Deep Compression configs.
 """
 from __future__ import annotations
 
 import math
 
 from neon_ray.errors import ConfigError
+
+MAX_SEED = 2**32 - 1
+"""Largest seed any config accepts (numpy and torch seeds are 32-bit)."""
 
 
 def _num(value) -> str:
@@ -28,7 +32,7 @@ def check_int(name: str, value, lo: int | None = None, hi: int | None = None) ->
     return value
 
 
-def check_float(name: str, value, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> float:
+def check_number(name: str, value, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> float:
     """`value` as a float if it is a finite real number in [lo, hi] ((lo, hi] with lo_open), else ConfigError."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
         and (lo is None or (value > lo if lo_open else value >= lo)) and (hi is None or value <= hi)

@@ -1,0 +1,233 @@
+"""A training run's directory: its files, checked and written atomically, and loading the agent back.
+
+    RUN/config.json           the resolved AgentTrainConfig + the protocol's network selection
+    RUN/progress.csv          one row per training iteration (PROGRESS_COLUMNS)
+    RUN/checkpoints/iter_NNNNNN/   algo.save_to_path() checkpoints (the newest `keep_checkpoints`), each
+                              with policy.json + policy.pt: the policy in a format that runs no code
+    RUN/checkpoints/latest    JSON pointer to the newest complete checkpoint (atomically replaced)
+
+Applying an agent (`load_agent`, `prune`) reads only config.json, the pointer and policy.json +
+policy.pt (see export.py); resuming training restores RLlib's own checkpoint, which unpickles
+files: trusted runs only. `check_run` says what a configuration may do with a directory before
+anything is written; a run directory without a completed checkpoint is started again from
+scratch by a new run.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from neon_ray.agent.algos import LoadedPolicy, load_policy
+from neon_ray.agent.config import AgentTrainConfig
+from neon_ray.agent.export import export_from_algo
+from neon_ray.agent.protocols import Selection
+from neon_ray.errors import CheckpointError, ConfigError, NeonRayError
+from neon_ray.runtime.files import atomic_write_text, check_output_dir, check_path_component
+
+CONFIG_FILE = "config.json"
+PROGRESS_FILE = "progress.csv"
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+PROGRESS_COLUMNS = ("iteration", "episodes_total", "episodes", "env_steps", "return_mean", "reduction_mean",
+                    "reduction_geomean", "acc_change_pp_mean", "warmup", "seconds", "time_total_s")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths and atomic writes of a training run directory."""
+
+    root: Path
+    """The run directory (a str is converted; made absolute, so it works from any working directory)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).expanduser().absolute())
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def progress_path(self) -> Path:
+        return self.root / PROGRESS_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / CHECKPOINTS
+
+    def latest(self) -> dict | None:
+        """The newest checkpoint's pointer {checkpoint, iteration, episodes}, or None."""
+        path = self.checkpoints / LATEST
+        if not path.is_file():
+            return None
+        try:
+            pointer = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{path}: not a valid checkpoint pointer ({exc})") from None
+        name = pointer.get("checkpoint") if isinstance(pointer, dict) else None
+        if not isinstance(name, str) or not isinstance(pointer.get("iteration"), int):
+            raise CheckpointError(f"{path}: not a valid checkpoint pointer (expected "
+                                  '{"checkpoint": "iter_NNNNNN", "iteration": N, "episodes": N})')
+        try:
+            check_path_component(name, f"{path}: checkpoint")
+        except ConfigError as exc:
+            raise CheckpointError(str(exc)) from None
+        if not (self.checkpoints / name).is_dir():
+            raise CheckpointError(f"{path} points to {name!r}, which is not in {self.checkpoints}; "
+                                  "restore that checkpoint, or start a new run in another directory")
+        return pointer
+
+    def latest_checkpoint(self) -> Path:
+        pointer = self.latest()
+        if pointer is None:
+            raise CheckpointError(f"{self.root}: no completed checkpoint yet ({self.checkpoints / LATEST} is missing)")
+        return self.checkpoints / pointer["checkpoint"]
+
+    def read_config(self) -> AgentTrainConfig:
+        if not self.config_path.is_file():
+            raise NeonRayError(f"{self.root}: not an agent run directory ({CONFIG_FILE} is missing)")
+        try:
+            doc = json.loads(self.config_path.read_text())
+            saved = doc["config"]
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{self.config_path}: not a readable agent run configuration "
+                                  f"({type(exc).__name__}: {exc})") from None
+        if not isinstance(saved, dict):
+            raise CheckpointError(f"{self.config_path}: 'config' must be a JSON object")
+        try:
+            return AgentTrainConfig.from_dict(saved)
+        except TypeError as exc:
+            raise ConfigError(f"{self.config_path}: {exc}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"{self.config_path}: {exc}") from None
+
+    def write_config(self, cfg: AgentTrainConfig, selection: Selection) -> None:
+        doc = {"config": cfg.to_dict(), "selection": asdict(selection)}
+        atomic_write_text(self.config_path, json.dumps(doc, indent=1, sort_keys=True))
+
+    def save_checkpoint(self, algo, iteration: int, episodes: int, keep: int, algo_name: str) -> Path:
+        """algo.save_to_path and the policy export into a temporary folder, renamed into place, then the pointer moves."""
+        name = f"iter_{iteration:06d}"
+        final, tmp = self.checkpoints / name, self.checkpoints / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        algo.save_to_path(str(tmp))
+        export_from_algo(algo, tmp, algo_name)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        atomic_write_text(self.checkpoints / LATEST,
+                          json.dumps({"checkpoint": name, "iteration": iteration, "episodes": episodes}))
+        self._prune(keep, name)
+        return final
+
+    def _prune(self, keep: int, newest: str) -> None:
+        older = sorted(p for p in self.checkpoints.glob("iter_*") if p.is_dir() and p.name != newest)
+        for path in older[: max(0, len(older) - (keep - 1))]:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def clear_checkpoints(self) -> None:
+        """Remove the checkpoint folders and pointer a run left (before starting it again from scratch)."""
+        if not self.checkpoints.is_dir():
+            return
+        for path in list(self.checkpoints.glob("iter_*")) + list(self.checkpoints.glob(".iter_*.tmp")):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+        (self.checkpoints / LATEST).unlink(missing_ok=True)
+
+    def progress_rows(self) -> list[dict]:
+        if not self.progress_path.is_file():
+            return []
+        with self.progress_path.open(newline="") as fh:
+            return list(csv.DictReader(fh))
+
+    def truncate_progress(self, iteration: int) -> None:
+        """Drop rows after `iteration` (iterations a crash lost since the last checkpoint)."""
+        rows = [r for r in self.progress_rows() if int(r["iteration"]) <= iteration]
+        self.write_progress(rows)
+
+    def write_progress(self, rows: list[dict]) -> None:
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=PROGRESS_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.progress_path, buffer.getvalue())
+
+    def append_progress(self, row: dict) -> None:
+        if not self.progress_path.is_file():
+            self.write_progress([])
+        with self.progress_path.open("a", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=PROGRESS_COLUMNS).writerow(row)
+
+
+def check_run(run: RunDir, cfg: AgentTrainConfig, resume: bool) -> dict | None:
+    """What `cfg` may do with the run directory, checked without writing anything.
+
+    Returns the checkpoint pointer to resume from (resume) or None (a fresh start). A directory
+    whose run never completed a checkpoint may be started again from scratch; with `resume` it
+    has nothing to resume from.
+    """
+    check_output_dir(run.root, "run directory (--out)")
+    if resume:
+        if not run.config_path.is_file():
+            raise ConfigError(f"--resume: {run.root} holds no training run ({CONFIG_FILE} is missing); run without --resume")
+        pointer = run.latest()
+        if pointer is None:
+            raise ConfigError(f"--resume: nothing to resume from: {run.root} has no completed checkpoint; "
+                              "run without --resume to start it again from scratch")
+        saved = run.read_config()
+        diff = _differences(saved.identity(), cfg.identity())
+        if diff:
+            raise ConfigError(
+                f"--resume: {run.config_path} was written with other settings ({'; '.join(diff)}); "
+                "resume with the same settings, or start a new run in another directory"
+            )
+        return pointer
+    if run.latest() is not None:
+        raise ConfigError(f"{run.root} already holds a training run; pass --resume to continue it, or use another --out")
+    return None
+
+
+def prepare_run(run: RunDir, cfg: AgentTrainConfig, selection: Selection, resume: bool) -> dict | None:
+    """check_run, then write RUN/config.json (and for a fresh start an empty progress.csv).
+
+    A fresh start over a run that never completed a checkpoint replaces what it left.
+    """
+    pointer = check_run(run, cfg, resume)
+    if pointer is None:
+        run.clear_checkpoints()
+        run.write_progress([])
+    run.write_config(cfg, selection)  # on resume: records the new episode target
+    return pointer
+
+
+def _differences(saved: dict, new: dict, prefix: str = "") -> list[str]:
+    diff = []
+    for key in sorted(set(saved) | set(new)):
+        a, b = saved.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict) and key != "reward_params":
+            diff += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diff.append(f"{prefix}{key}: saved {a!r}, now {b!r}")
+    return diff
+
+
+def agent_checkpoint(run_dir: str | Path) -> tuple[Path, AgentTrainConfig]:
+    """(The run's latest checkpoint directory, the run's configuration), read once, paths absolute."""
+    run = RunDir(run_dir)
+    if not run.root.is_dir():
+        raise CheckpointError(f"{run.root}: no such agent run directory")
+    cfg = run.read_config()
+    return run.latest_checkpoint(), cfg
+
+
+def load_agent(run_dir: str | Path, *, seed: int | None = None) -> tuple[LoadedPolicy, AgentTrainConfig]:
+    """The latest checkpoint's policy and the run's configuration; needs no Ray cluster.
+
+    Reads only RUN/config.json, the `latest` pointer and the checkpoint's policy.json + policy.pt
+    (see export.py): nothing that can run code. A checkpoint without that export is refused.
+    """
+    checkpoint, cfg = agent_checkpoint(run_dir)
+    return load_policy(checkpoint, seed=seed), cfg
