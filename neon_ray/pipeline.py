@@ -258,7 +258,7 @@ def run_pipeline(cfg: PipelineConfig, address: str | None = None, progress: bool
             rate = {"uniform": cfg.uniform_rate, "magnitude": cfg.magnitude_rate}.get(method)
             loops = cfg.loops if method == "random" else None  # the random agent plays the agent's episode
             run_baseline(agent.zoo, method, rate, datasets=list(cfg.holdout), role="all", results=str(results),
-                         tolerance=cfg.tolerance, loops=loops, seed=cfg.seed, env_config=episode.to_dict(),
+                         tolerance=cfg.tolerance, loops=loops, seed=cfg.seed, episode=episode,
                          progress=progress)
     summary = summarise(read_results(results), tolerance=cfg.tolerance)
     report = write_report(results, root / "report", tolerance=cfg.tolerance)

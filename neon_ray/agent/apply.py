@@ -91,8 +91,7 @@ def prune_one(policy, model, dataset, episode: EpisodeConfig, *, greedy: bool = 
     the seconds taken.
     """
     choose = policy_chooser(policy, episode.n_actions, greedy, seed, network_id)
-    # the episode runner takes the episode as a dict (what its Ray tasks carry)
-    return prune_episode(model, dataset, network_id, episode.to_dict(), choose, network_seed(seed, network_id))
+    return prune_episode(model, dataset, network_id, episode, choose, network_seed(seed, network_id))
 
 
 def agent_pruner(run_dir: str | Path, tolerance: float | None = None, greedy: bool = True, seed: int = 0):
@@ -106,7 +105,7 @@ def agent_pruner(run_dir: str | Path, tolerance: float | None = None, greedy: bo
     episode = trained_episode(cfg, tolerance)
     label = f"a={episode.tolerance:g} loops={episode.loops}" + ("" if greedy else f" sample seed={seed}")
     extra = {"agent": str(run_dir), "checkpoint": checkpoint.name, "greedy": greedy, "algo": cfg.algo}
-    pruner = EpisodePruner(f"neon-{cfg.algo}", label, episode.to_dict(), PolicyChooser(checkpoint, greedy, seed),
+    pruner = EpisodePruner(f"neon-{cfg.algo}", label, episode, PolicyChooser(checkpoint, greedy, seed),
                            tolerance=episode.tolerance, seed=seed, config=extra)
     return pruner, cfg
 

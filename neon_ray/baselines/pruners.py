@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import pandas as pd
 import torch
@@ -34,8 +34,9 @@ from neon_ray.deepcomp.prune import apply_masks, prunable_weights, retrain_maske
 from neon_ray.errors import ConfigError
 from neon_ray.pruning.batch import run_networks, slug, zoo_networks
 from neon_ray.pruning.episodes import (
-    EpisodePruner, FixedChooser, Pruned, RandomChooser, RunOptions, check_env_config, format_rate, network_seed,
+    EpisodePruner, FixedChooser, Pruned, RandomChooser, RunOptions, format_rate, network_seed,
 )
+from neon_ray.pruning.episode_config import EpisodeConfig
 from neon_ray.pruning.finetune import FinetuneConfig
 from neon_ray.results.schema import check_tolerance
 from neon_ray.runtime.files import check_output_dir
@@ -96,11 +97,6 @@ def check_rates(rate: float, max_layer_rate: float | None) -> None:
                           f"[rate, 1] = [{rate:g}, 1], got {max_layer_rate!r}")
 
 
-def masked_finetune_config(finetune: dict | None):
-    """The TrainConfig of the env's fine-tuning budget (FinetuneConfig fields)."""
-    return FinetuneConfig.from_dict(finetune).train_config()
-
-
 @dataclass(frozen=True)
 class MagnitudePruner:
     """Global magnitude pruning of individual weights, then masked fine-tuning."""
@@ -109,8 +105,8 @@ class MagnitudePruner:
     """Fraction of all Linear weights removed."""
     max_layer_rate: float | None = DEFAULT_MAX_LAYER_RATE
     """Most any one layer may lose (None: a pure global threshold, which can empty a layer)."""
-    finetune: dict = field(default_factory=dict)
-    """FinetuneConfig fields giving the fine-tuning budget (epochs, batch, lr, patience, rows)."""
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    """The fine-tuning budget (epochs, batch, lr, patience, rows): the episode's, as for the agent."""
     seed: int = 0
     """Base seed of the fine-tuning (mixed with the network ID)."""
     tolerance: float | None = None
@@ -120,7 +116,8 @@ class MagnitudePruner:
 
     def __post_init__(self) -> None:
         check_rates(self.rate, self.max_layer_rate)
-        masked_finetune_config(self.finetune)  # validates the keys
+        if not isinstance(self.finetune, FinetuneConfig):
+            raise ConfigError(f"MagnitudePruner.finetune must be a FinetuneConfig, got {type(self.finetune).__name__}")
 
     @property
     def label(self) -> str:
@@ -132,7 +129,7 @@ class MagnitudePruner:
         return None
 
     def row_config(self) -> dict:
-        return {"rate_removed": self.rate, "max_layer_rate": self.max_layer_rate, "finetune": dict(self.finetune),
+        return {"rate_removed": self.rate, "max_layer_rate": self.max_layer_rate, "finetune": asdict(self.finetune),
                 "seed": self.seed, "scope": "global"}
 
     def prune(self, model, dataset, network: dict) -> Pruned:
@@ -141,17 +138,18 @@ class MagnitudePruner:
         masks = global_magnitude_masks(model, self.rate, self.max_layer_rate)
         apply_masks(model, masks)
         result = retrain_masked(model, masks, (dataset.X_train, dataset.y_train), (dataset.X_val, dataset.y_val),
-                                masked_finetune_config(self.finetune), network_seed(self.seed, network["network_id"]))
+                                self.finetune.train_config(), network_seed(self.seed, network["network_id"]))
         info = {"finetune_epochs": result.epochs, "weights_removed": sum(int((~m).sum()) for m in masks.values())}
         return Pruned(model.eval(), [], time.perf_counter() - start, sparse=True, info=info)
 
 
 def make_pruner(method: str, rate: float | None = None, *, tolerance: float | None = None, loops: int | None = None,
-                seed: int = 0, env_config: dict | None = None, max_layer_rate: float | None = DEFAULT_MAX_LAYER_RATE):
-    """The pruner of a baseline. `env_config` holds env settings shared with the agent (finetune, keep_rates, ...);
-    `max_layer_rate` is the magnitude baseline's per-layer cap."""
-    env_config = dict(env_config or {})
-    check_env_config(env_config)
+                seed: int = 0, episode: EpisodeConfig | None = None, max_layer_rate: float | None = DEFAULT_MAX_LAYER_RATE):
+    """The pruner of a baseline. `episode` holds the settings shared with the agent (fine-tuning, keep-rates, ...;
+    None: EpisodeConfig's defaults), which each baseline adapts; `max_layer_rate` is the magnitude baseline's cap."""
+    episode = EpisodeConfig() if episode is None else episode
+    if not isinstance(episode, EpisodeConfig):
+        raise ConfigError(f"a baseline's episode must be an EpisodeConfig, got {type(episode).__name__}")
     if method not in METHODS:
         raise ConfigError(f"unknown baseline {method!r}; expected one of {', '.join(METHODS)}")
     tolerance = check_tolerance(tolerance, f"{method} --tolerance (recorded with the rows)")
@@ -163,18 +161,18 @@ def make_pruner(method: str, rate: float | None = None, *, tolerance: float | No
         if loops is not None and (isinstance(loops, bool) or not isinstance(loops, int) or loops < 1):
             raise ConfigError(f"random --loops (passes over the hidden layers) must be an integer >= 1, got {loops!r}")
         loops = RANDOM_LOOPS if loops is None else loops
-        env = {**env_config, "loops": loops, "tolerance": tolerance if tolerance is not None else _ENV_TOLERANCE}
-        return EpisodePruner("random", f"loops={loops}", env, RandomChooser(seed), tolerance=tolerance, seed=seed)
+        episode = replace(episode, loops=loops, tolerance=tolerance if tolerance is not None else _ENV_TOLERANCE)
+        return EpisodePruner("random", f"loops={loops}", episode, RandomChooser(seed), tolerance=tolerance, seed=seed)
     if loops not in (None, 1):
         raise ConfigError(f"{method} pruning takes no --loops (got {loops}): it prunes each layer once; change --rate instead")
     rate = DEFAULT_RATE[method] if rate is None else rate
     if method == "magnitude":
-        return MagnitudePruner(rate, max_layer_rate, finetune=dict(env_config.get("finetune", {})), seed=seed, tolerance=tolerance)
+        return MagnitudePruner(rate, max_layer_rate, finetune=episode.finetune, seed=seed, tolerance=tolerance)
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 < rate <= 1.0:
         raise ConfigError(f"uniform --rate is the keep-rate of every layer, in (0, 1]; got {rate!r}")
-    env = {**env_config, "keep_rates": (float(rate),), "loops": 1, "remove_layer_action": False,
-           "tolerance": tolerance if tolerance is not None else _ENV_TOLERANCE}
-    return EpisodePruner("uniform", f"keep={format_rate(rate)}", env, FixedChooser(0), tolerance=tolerance, seed=seed)
+    episode = replace(episode, keep_rates=(float(rate),), loops=1, remove_layer_action=False,
+                      tolerance=tolerance if tolerance is not None else _ENV_TOLERANCE)
+    return EpisodePruner("uniform", f"keep={format_rate(rate)}", episode, FixedChooser(0), tolerance=tolerance, seed=seed)
 
 
 def baseline_run_id(pruner) -> str:
@@ -193,7 +191,7 @@ def run_baseline(
     tolerance: float | None = None,
     loops: int | None = None,
     seed: int = 0,
-    env_config: dict | None = None,
+    episode: EpisodeConfig | None = None,
     max_layer_rate: float | None = DEFAULT_MAX_LAYER_RATE,
     run_id: str | None = None,
     options: RunOptions = RunOptions(),
@@ -203,12 +201,13 @@ def run_baseline(
     """Run a baseline on every selected network in parallel on Ray; write rows to `results` (if given) and return them.
 
     `datasets` None takes every dataset of the zoo; `role` is 'train', 'test' or 'all'.
-    `tolerance` is only recorded (for the share of networks within tolerance).
+    `tolerance` is only recorded (for the share of networks within tolerance). `episode` is the
+    episode random and uniform adapt and play, and whose fine-tuning magnitude uses (see make_pruner).
     Settings and the `results` location are checked before any work.
     """
     if results is not None:
         check_output_dir(results, "results directory")
-    pruner = make_pruner(method, rate, tolerance=tolerance, loops=loops, seed=seed, env_config=env_config,
+    pruner = make_pruner(method, rate, tolerance=tolerance, loops=loops, seed=seed, episode=episode,
                          max_layer_rate=max_layer_rate)
     networks = zoo_networks(zoo, datasets, role)
     return run_networks(zoo, pruner, networks, run_id=run_id or baseline_run_id(pruner), results=results,

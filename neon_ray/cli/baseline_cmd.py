@@ -39,16 +39,20 @@ def register(sub) -> None:
     p.set_defaults(func=_baseline)
 
 
-def env_config_from_args(args: argparse.Namespace) -> dict:
-    """The env settings the flags change; everything else keeps PruningEnv's defaults."""
-    env: dict = {}
+def episode_from_args(args: argparse.Namespace):
+    """The EpisodeConfig the flags give; what they leave out keeps EpisodeConfig's defaults."""
+    # in-function: neon-ray --help must not import torch (episode_config pulls in fine-tuning)
+    from neon_ray.pruning.episode_config import EpisodeConfig
+    from neon_ray.pruning.finetune import FinetuneConfig
+
+    changes: dict = {}
     if args.keep_rates is not None:
         if args.method != "random":
             raise ConfigError(f"--keep-rates is the random agent's action set; {args.method} takes --rate")
-        env["keep_rates"] = tuple(args.keep_rates)
+        changes["keep_rates"] = tuple(args.keep_rates)
     if args.finetune_epochs is not None:
-        env["finetune"] = {"max_epochs": args.finetune_epochs}
-    return env
+        changes["finetune"] = FinetuneConfig(max_epochs=args.finetune_epochs)
+    return EpisodeConfig(**changes)
 
 
 def _baseline(args: argparse.Namespace) -> int:
@@ -61,7 +65,7 @@ def _baseline(args: argparse.Namespace) -> int:
     cap = DEFAULT_MAX_LAYER_RATE if args.max_layer_rate is None else args.max_layer_rate
     frame = run_baseline(
         args.zoo, args.method, args.rate, args.datasets, args.role, args.results,
-        tolerance=args.tolerance, loops=args.loops, seed=args.seed, env_config=env_config_from_args(args),
+        tolerance=args.tolerance, loops=args.loops, seed=args.seed, episode=episode_from_args(args),
         max_layer_rate=cap, run_id=args.run_id, options=RunOptions(timing=not args.no_timing), address=args.address,
     )
     print(format_summary(summarise(frame, by="dataset", tolerance=args.tolerance)))

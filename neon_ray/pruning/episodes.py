@@ -1,16 +1,17 @@
 """One network, one pruner, one measured result: the path the agent and every baseline share.
 
-    pruner = EpisodePruner("random", "loops=4", env_config={"loops": 4}, chooser=RandomChooser(0))
+    pruner = EpisodePruner("random", "loops=4", EpisodeConfig(loops=4), chooser=RandomChooser(0))
     result = evaluate_network(pruner, network, model, dataset, run_id="random__loops4")   # rows + pruned model
 
 A *pruner* turns (original network, dataset) into a pruned network. `EpisodePruner` runs one
-`PruningEnv` episode restricted to that single network, with an action *chooser* (obs ->
-action index): the trained policy, uniformly random actions, or one fixed action. The
-magnitude baseline (baselines/pruners.py) is another pruner. Everything around the pruning is
-shared: the original and the pruned network are measured with `metrics.measure` on the zoo's
-exact splits (test accuracy is what gets reported; val is the reward split), and the row is
-built by `results.schema.result_row`, so every method is counted the same way and matched by
-network ID. Running pruners over zoo networks (in process or on Ray) is pruning/batch.py.
+`PruningEnv` episode (an `EpisodeConfig`) restricted to that single network, with an action
+*chooser* (obs -> action index): the trained policy, uniformly random actions, or one fixed
+action. The magnitude baseline (baselines/pruners.py) is another pruner. Everything around the
+pruning is shared: the original and the pruned network are measured with `metrics.measure` on
+the zoo's exact splits (test accuracy is what gets reported; val is the reward split), and the
+row is built by `results.schema.result_row`, so every method is counted the same way and
+matched by network ID. Running pruners over zoo networks (in process or on Ray) is
+pruning/batch.py.
 
 Deep Compression after pruning (`RunOptions.compress`): the pruned network also goes through
 `deepcomp.compress_model`, and a SECOND row is written with method `<method>+dc`, where
@@ -35,14 +36,12 @@ from neon_ray.deepcomp.pipeline import DeepCompConfig, compress_model
 from neon_ray.errors import ConfigError
 from neon_ray.nets.metrics import measure
 from neon_ray.pruning.env import PruningEnv
-from neon_ray.pruning.episode_config import DEFAULT_KEEP_RATES, EnvConfig, EpisodeConfig
+from neon_ray.pruning.episode_config import EnvConfig, EpisodeConfig
 from neon_ray.results.schema import result_row
 
 Chooser = Callable[[np.ndarray], int]
 """Picks an action index from an observation."""
 
-# env_config keys that run_episode sets itself: one env prunes exactly one given network
-_OWNED_ENV_KEYS = ("zoo", "datasets", "networks", "worker_index", "num_workers", "vector_index")
 REMOVE = "remove"
 """What `Pruned.actions` records for a remove-layer action."""
 
@@ -123,23 +122,16 @@ class SingleNetworkZoo:
         return self._dataset
 
 
-def check_env_config(env_config: dict) -> None:
-    """Fail in the driver, before any task starts, on env_config keys or values PruningEnv refuses."""
-    owned = sorted(set(env_config) & set(_OWNED_ENV_KEYS))
-    if owned:
-        raise ConfigError(f"env_config keys {owned} are set per network by the episode runner; leave them out")
-    EnvConfig.from_dict({**env_config, "zoo": "<unused>"})
-
-
-def prune_episode(model, dataset, network_id: str, env_config: dict, choose: Chooser, seed: int = 0) -> Pruned:
+def prune_episode(model, dataset, network_id: str, episode: EpisodeConfig, choose: Chooser, seed: int = 0) -> Pruned:
     """Run one PruningEnv episode on `model` alone and return the pruned network.
 
-    `env_config` holds the env's settings (keep_rates, loops, tolerance, reward, finetune, ...);
+    `episode` says what the episode does (keep-rates, loops, tolerance, reward, fine-tuning, ...);
     `seed` seeds the episode (fine-tuning row order, Dropout masks). `model` is not changed.
     """
     start = time.perf_counter()
     zoo = SingleNetworkZoo(network_id, dataset.name, model, dataset)
-    env = PruningEnv({**env_config, "zoo": zoo, "networks": (network_id,), "info_timings": False})
+    # step timings are not reproducible and rows do not report them
+    env = PruningEnv(EnvConfig(zoo=zoo, networks=(network_id,), episode=replace(episode, info_timings=False)))
     obs, info = env.reset(seed=seed)
     actions, total_reward, epochs, done = [], 0.0, 0, False
     while not done:
@@ -160,8 +152,8 @@ class EpisodePruner:
     """Method name written in the results (e.g. 'neon-a2c', 'random', 'uniform')."""
     label: str
     """Short configuration label written in the results (e.g. 'a=5 loops=4')."""
-    env_config: dict
-    """PruningEnv settings (keep_rates, loops, tolerance, reward, finetune, ...); zoo and network are set per network."""
+    episode: EpisodeConfig
+    """What each network's episode does; the zoo and the network are set per network."""
     chooser: ChooserFactory
     """Builds the action chooser of each network inside its task."""
     tolerance: float | None = None
@@ -172,24 +164,20 @@ class EpisodePruner:
     """Further settings to record in the rows' config (e.g. the agent's run directory)."""
 
     def __post_init__(self) -> None:
-        check_env_config(self.env_config)
+        if not isinstance(self.episode, EpisodeConfig):
+            raise ConfigError(f"EpisodePruner.episode must be an EpisodeConfig, got {type(self.episode).__name__}")
 
     @property
     def loops(self) -> int:
-        return int(self.env_config.get("loops", EpisodeConfig.loops))
+        return self.episode.loops
 
     def row_config(self) -> dict:
-        return {**self.env_config, **self.config, "seed": self.seed}
+        return {**self.episode.to_dict(), **self.config, "seed": self.seed}
 
     def prune(self, model, dataset, network: dict) -> Pruned:
         nid = network["network_id"]
-        choose = self.chooser(nid, n_actions(self.env_config))
-        return prune_episode(model, dataset, nid, self.env_config, choose, network_seed(self.seed, nid))
-
-
-def n_actions(env_config: dict) -> int:
-    """Size of the env's action space for these settings (keep-rates, plus remove-layer if on)."""
-    return len(env_config.get("keep_rates", DEFAULT_KEEP_RATES)) + int(bool(env_config.get("remove_layer_action")))
+        choose = self.chooser(nid, self.episode.n_actions)
+        return prune_episode(model, dataset, nid, self.episode, choose, network_seed(self.seed, nid))
 
 
 class Pruner(Protocol):

@@ -16,6 +16,7 @@ network that is not there.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +25,8 @@ from neon_ray.data.datasets import load_dataset
 from neon_ray.data.splits import SplitConfig
 from neon_ray.errors import ConfigError, NeonRayError
 from neon_ray.nets.checkpoint import load_network, read_header
+from neon_ray.nets.spec import SamplerConfig
+from neon_ray.nets.training import TrainConfig
 from neon_ray.runtime.files import atomic_write, atomic_write_text, check_output_dir
 from neon_ray.zoo.config import ZooConfig, check_distinct_slugs, dataset_slug
 
@@ -62,6 +65,20 @@ def _has_finished_network(root: Path, datasets: list[str]) -> bool:
     return False
 
 
+def with_new_defaults(identity: dict) -> dict:
+    """A zoo.json identity with settings added since it was written filled in at their defaults.
+
+    A field is only ever added with a default that keeps the earlier behaviour (e.g. TrainConfig's
+    optimizer 'adam' and lr_schedule 'constant'), so an older zoo stays extendable.
+    """
+    defaults = {"train": asdict(TrainConfig()), "sampler": asdict(SamplerConfig()), "split": asdict(SplitConfig())}
+    filled = dict(identity)
+    for key, default in defaults.items():
+        if isinstance(identity.get(key), dict):
+            filled[key] = {**json.loads(json.dumps(default)), **identity[key]}
+    return filled
+
+
 def check_zoo_file(cfg: ZooConfig) -> dict:
     """Check, before any work, that `cfg` may build into `cfg.out`; returns the zoo.json document to write.
 
@@ -78,7 +95,7 @@ def check_zoo_file(cfg: ZooConfig) -> dict:
     existing = _read_zoo_file(path)
     if existing is not None:
         old_datasets = [d for d in existing.get("datasets", []) if isinstance(d, str)]
-        old_identity = existing["identity"]
+        old_identity = with_new_defaults(existing["identity"])
         if old_identity == identity:
             datasets = list(dict.fromkeys(old_datasets + datasets))
         elif _has_finished_network(root, old_datasets):

@@ -29,11 +29,8 @@ TINY_FINETUNE = FinetuneConfig(max_epochs=1, patience=1, max_train_rows=128, max
 
 
 @pytest.fixture(scope="module")
-def zoo(ray_session, tmp_path_factory):
-    cfg = ZooConfig(out=str(tmp_path_factory.mktemp("zoo")), datasets=(WINE, BC), networks=4, test_networks=1,
-                    sampler=SamplerConfig(max_layers=2, widths=(16, 32)), train=TrainConfig(max_epochs=5))
-    build_zoo(cfg, progress=False)
-    return open_zoo(cfg.out)
+def zoo(tiny_zoo):
+    return tiny_zoo
 
 
 def _cfg(zoo, out=None, episode=None, **kw) -> AgentTrainConfig:
@@ -162,7 +159,8 @@ def test_run_directory_holds_config_progress_and_checkpoints(zoo, short_run):
     saved = AgentTrainConfig.from_dict(doc["config"])
     assert saved.train_batch_size == 8 and saved.episodes == 8 and saved.warmup_episodes == 0
     assert saved.episode.reward_params == {"scale": 64000.0}  # resolved, not None
-    assert doc["selection"]["protocol"] == "A" and len(doc["selection"]["train_ids"]) == 6
+    train_ids = pd.concat(zoo.manifest(d, "train") for d in zoo.datasets)["network_id"]
+    assert doc["selection"]["protocol"] == "A" and sorted(doc["selection"]["train_ids"]) == sorted(train_ids)
     rows = pd.read_csv(run.progress_path)
     assert list(rows["iteration"]) == list(range(1, result.iterations + 1))
     assert rows["episodes_total"].is_monotonic_increasing and rows["episodes_total"].iloc[-1] == result.episodes >= 8

@@ -14,8 +14,10 @@ from neon_ray.deepcomp.prune import prunable_weights
 from neon_ray.pruning.episodes import RunOptions, evaluate_network
 from neon_ray.errors import ConfigError
 from neon_ray.nets.spec import ArchSpec, build_mlp
+from neon_ray.pruning.episode_config import EpisodeConfig
+from neon_ray.pruning.finetune import FinetuneConfig
 
-FAST_FT = {"max_epochs": 3, "patience": 2}
+FAST_FT = FinetuneConfig(max_epochs=3, patience=2)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +114,7 @@ def test_baseline_command_writes_one_row_per_network_and_rerun_replaces(zoo, tmp
 
     # the same baseline again replaces its rows; another one (magnitude) adds its own beside them
     assert _cli(argv) == 0
-    run_baseline(zoo.root, "magnitude", 0.5, ["sklearn:wine"], "test", res, env_config={"finetune": FAST_FT},
+    run_baseline(zoo.root, "magnitude", 0.5, ["sklearn:wine"], "test", res, episode=EpisodeConfig(finetune=FAST_FT),
                  options=RunOptions(timing=False), progress=False)
     frame = pd.read_parquet(res)
     uniform = frame[frame["method"] == "uniform"].set_index("network_id")
@@ -136,4 +138,6 @@ def test_baseline_mistakes_are_config_errors():
     with pytest.raises(ConfigError, match="unknown baseline 'lookahead'"):
         make_pruner("lookahead")
     with pytest.raises(ConfigError, match="unknown key"):
-        make_pruner("magnitude", 0.5, env_config={"finetune": {"epochs": 3}})
+        EpisodeConfig.from_dict({"finetune": {"epochs": 3}})
+    with pytest.raises(ConfigError, match="must be an EpisodeConfig, got dict"):
+        make_pruner("magnitude", 0.5, episode={"finetune": {"max_epochs": 3}})

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,13 +11,15 @@ import torch
 from neon_ray.nets.checkpoint import load_network
 from neon_ray.pruning.batch import run_episode, run_networks, zoo_networks
 from neon_ray.pruning.episodes import (
-    EpisodePruner, FixedChooser, RandomChooser, RunOptions, check_env_config, prune_episode,
+    EpisodePruner, FixedChooser, RandomChooser, RunOptions, prune_episode,
 )
 from neon_ray.errors import ConfigError
+from neon_ray.pruning.episode_config import EpisodeConfig
+from neon_ray.pruning.finetune import FinetuneConfig
 from neon_ray.results.store import read_results
 
 pytestmark = pytest.mark.ray
-FAST_ENV = {"finetune": {"max_epochs": 2, "patience": 1}}
+FAST_EPISODE = EpisodeConfig(finetune=FinetuneConfig(max_epochs=2, patience=1))
 NO_TIMING = RunOptions(timing=False)
 
 
@@ -26,7 +29,7 @@ def zoo(tiny_zoo):
 
 
 def _uniform(rate: float) -> EpisodePruner:
-    return EpisodePruner("uniform", f"keep={rate}", {**FAST_ENV, "keep_rates": (rate,), "loops": 1}, FixedChooser(0))
+    return EpisodePruner("uniform", f"keep={rate}", replace(FAST_EPISODE, keep_rates=(rate,), loops=1), FixedChooser(0))
 
 
 def test_uniform_half_on_ray_gives_one_row_per_network_and_halves_widths(zoo, tmp_path):
@@ -53,7 +56,7 @@ def test_uniform_half_on_ray_gives_one_row_per_network_and_halves_widths(zoo, tm
 
 def test_random_agent_is_seeded_per_network(zoo):
     nid = zoo.network_ids(role="train")[0]
-    pruner = lambda seed: EpisodePruner("random", "loops=4", {**FAST_ENV, "loops": 4}, RandomChooser(seed), seed=seed)
+    pruner = lambda seed: EpisodePruner("random", "loops=4", replace(FAST_EPISODE, loops=4), RandomChooser(seed), seed=seed)
     first, again, other = (run_episode(zoo, nid, pruner(s), options=NO_TIMING)[0] for s in (3, 3, 4))
 
     depth = zoo.load(nid)[0].spec.depth
@@ -70,7 +73,7 @@ def test_prune_episode_leaves_the_original_alone(zoo):
     model, _ = zoo.load(nid)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     data = zoo.dataset(zoo.row(nid)["dataset"])
-    pruned = prune_episode(model, data, nid, {**FAST_ENV, "keep_rates": (0.25,), "loops": 1}, lambda _obs: 0)
+    pruned = prune_episode(model, data, nid, replace(FAST_EPISODE, keep_rates=(0.25,), loops=1), lambda _obs: 0)
 
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert pruned.model.spec.hidden == tuple(math.ceil(w / 4) for w in model.spec.hidden)
@@ -95,10 +98,12 @@ def test_deep_compression_adds_a_dc_row_with_the_real_file_size(zoo, tmp_path):
 
 
 def test_env_config_mistakes_fail_before_any_work(zoo):
-    with pytest.raises(ConfigError, match=r"\['networks', 'zoo'\] are set per network"):
-        check_env_config({"zoo": "x", "networks": "all"})
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['networks', 'zoo'\]"):
+        EpisodeConfig.from_dict({"zoo": "x", "networks": "all"})  # the runner sets those per network
     with pytest.raises(ConfigError, match="unknown key"):
-        EpisodePruner("random", "x", {"loop": 4}, RandomChooser())
+        EpisodeConfig.from_dict({"loop": 4})
+    with pytest.raises(ConfigError, match="must be an EpisodeConfig, got dict"):
+        EpisodePruner("random", "x", {"loops": 4}, RandomChooser())
     with pytest.raises(ConfigError, match="role must be"):
         zoo_networks(zoo, None, "holdout")
     with pytest.raises(ConfigError, match=r"\['nope'\] are not in the zoo"):

@@ -309,10 +309,12 @@ def test_concurrent_writers_lose_no_row(tmp_path):
 def test_run_networks_records_running_then_complete_or_failed(tiny_zoo, tmp_path, monkeypatch, capsys):
     import neon_ray.pruning.batch as batch_mod
     from neon_ray.pruning.batch import run_networks, zoo_networks
+    from neon_ray.pruning.episode_config import EpisodeConfig
     from neon_ray.pruning.episodes import EpisodePruner, FixedChooser, RunOptions
+    from neon_ray.pruning.finetune import FinetuneConfig
 
-    pruner = EpisodePruner("uniform", "keep=0.5", {"finetune": {"max_epochs": 1, "patience": 1}, "keep_rates": (0.5,),
-                                                   "loops": 1}, FixedChooser(0))
+    episode = EpisodeConfig(finetune=FinetuneConfig(max_epochs=1, patience=1), keep_rates=(0.5,), loops=1)
+    pruner = EpisodePruner("uniform", "keep=0.5", episode, FixedChooser(0))
     networks = zoo_networks(tiny_zoo, None, "all")
     res = tmp_path / "res"
     real_write, calls = batch_mod.write_results, []

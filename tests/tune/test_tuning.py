@@ -71,11 +71,8 @@ def test_bad_sweeps_are_config_errors(kw, message):
 
 
 @pytest.fixture(scope="module")
-def zoo_dir(ray_session, tmp_path_factory):
-    cfg = ZooConfig(out=str(tmp_path_factory.mktemp("zoo")), datasets=(WINE,), networks=2, test_networks=1,
-                    sampler=SamplerConfig(max_layers=2, widths=(16,)), train=TrainConfig(max_epochs=3))
-    build_zoo(cfg, progress=False)
-    return cfg.out
+def zoo_dir(tiny_zoo):
+    return str(tiny_zoo.root)
 
 
 @pytest.mark.ray

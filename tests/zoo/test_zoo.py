@@ -78,3 +78,21 @@ def test_other_settings_cannot_write_into_an_existing_zoo(tmp_path, ray_session)
 def test_opening_a_non_zoo_is_a_clear_error(tmp_path):
     with pytest.raises(NeonRayError, match="not a neon-ray zoo"):
         open_zoo(tmp_path)
+
+
+def test_a_zoo_written_before_new_training_settings_stays_extendable(tmp_path):
+    """Settings added to TrainConfig later (optimizer, schedule) default to the old behaviour."""
+    import json
+
+    from neon_ray.zoo.store import ZOO_FILE, check_zoo_file, write_zoo_file
+
+    cfg = ZooConfig(out=str(tmp_path), datasets=("sklearn:wine",), networks=2, test_networks=1)
+    write_zoo_file(cfg)
+    path = tmp_path / ZOO_FILE
+    doc = json.loads(path.read_text())
+    for key in ("optimizer", "momentum", "lr_schedule"):
+        doc["identity"]["train"].pop(key)
+    path.write_text(json.dumps(doc))
+    (tmp_path / "sklearn_wine" / "networks").mkdir(parents=True)
+    (tmp_path / "sklearn_wine" / "networks" / "sklearn_wine__s0__n000.json").write_text("{}")
+    assert check_zoo_file(cfg)["identity"] == json.loads(json.dumps(cfg.identity()))
