@@ -21,7 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.set_defaults(func=run_list)
 
     show = sub.add_parser("show", help="load one dataset and print its splits, features and classes")
-    show.add_argument("name", help="MANIFEST name, sklearn:NAME, or a .csv/.csv.gz/.parquet path[#target]")
+    show.add_argument(
+        "name",
+        help="MANIFEST name, sklearn:NAME, or a .csv/.csv.gz/.parquet path[#target]; a file's integer-coded "
+        'nominal columns are declared in FILE.columns.json next to it: {"categorical": ["col", ...]}',
+    )
     show.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     show.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help=f"seed of the train/val/test split, 0 to {MAX_SEED} (default 0)")
     show.set_defaults(func=run_show)

@@ -8,6 +8,10 @@ A dataset name takes one of three forms:
 - a path to one `.csv`, `.csv.gz` or `.parquet` file, with the target column given as
   `path#column` (default column `target`).
 
+Nominal columns stored as numbers are encoded as categories: for MANIFEST names the benchmark
+metadata of `data/column_types.py`, and for any table file the columns its sidecar
+`FILE.columns.json` declares (`{"categorical": [...]}`).
+
 Splits are drawn from the labels and the seed only; every encoder is fit on the training rows
 only and then applied to all three splits.
 """
@@ -20,7 +24,8 @@ import pandas as pd
 import torch
 
 from neon_ray.data.idx import load_mnist
-from neon_ray.data.preprocess import KNOWN_CATEGORICAL, encode_features, encode_labels
+from neon_ray.data.column_types import benchmark_categorical, declared_categorical
+from neon_ray.data.preprocess import encode_features, encode_labels
 from neon_ray.data.sources import SKLEARN_PREFIX, SKLEARN_SETS, read_manifest_csv, read_table, sklearn_frame, table_suffix
 from neon_ray.data.splits import Dataset, SplitConfig, check_seed, check_split_sizes, split_indices, warn_missing_classes
 from neon_ray.errors import ConfigError, DataError
@@ -86,7 +91,8 @@ def _load_path(spec: str, seed: int, split: SplitConfig) -> Dataset:
     path, target = Path(path_text), target or DEFAULT_TARGET
     frame = read_table(path)
     stem = path.name[: -len(table_suffix(path.name) or "")]
-    return dataset_from_frame(frame, target, stem, seed, split, source=f"{path}#{target}")
+    categorical = declared_categorical(path, list(frame.columns), target)
+    return dataset_from_frame(frame, target, stem, seed, split, source=f"{path}#{target}", categorical=categorical)
 
 
 def _load_manifest_entry(name: str, data_dir: Path, entry: pd.Series, seed: int, split: SplitConfig) -> Dataset:
@@ -101,9 +107,11 @@ def _load_manifest_entry(name: str, data_dir: Path, entry: pd.Series, seed: int,
     if fmt not in ("csv.gz", "csv", "parquet"):
         raise DataError(f"{where}: unknown format {fmt!r}, expected csv.gz, csv, parquet or idx")
     target = entry["target_column"].strip() or DEFAULT_TARGET
+    frame = read_table(path)
+    columns = list(frame.columns)
+    categorical = benchmark_categorical(name, columns) + declared_categorical(path, columns, target)
     return dataset_from_frame(
-        read_table(path), target, name, seed, split,
-        source=f"{path}#{target}", categorical=KNOWN_CATEGORICAL.get(name, ()),
+        frame, target, name, seed, split, source=f"{path}#{target}", categorical=tuple(dict.fromkeys(categorical)),
     )
 
 

@@ -5,13 +5,14 @@ Features, fit on the training rows only and then applied to all three splits:
 - numeric columns: missing values are replaced by the training median (a column missing in
   every training row gets 0), then min-max scaled with the training min and max, so val/test
   values may fall outside [0, 1]; a column constant on train maps to 0;
-- categorical columns (text, bool, pandas categorical, and, for MANIFEST datasets of those
-  names, the integer-coded columns listed in `KNOWN_CATEGORICAL`): a missing value is a level of
-  its own (`<missing>`). A column with at most `MAX_ONE_HOT_LEVELS` levels in train is one-hot
-  encoded (one feature `column=level` per training level, sorted; a level unseen in train
-  encodes as all zeros). A column with more levels is frequency encoded into one feature
-  `column:freq` = log(1 + count) / log(1 + max count), with counts taken over the training rows,
-  so an unseen level maps to 0;
+- categorical columns (text, bool, pandas categorical, and the numeric columns the caller
+  names: a benchmark's nominal columns from `data/column_types.py`, or a user's sidecar
+  declaration): a missing value is a level of its own (`<missing>`); whole numbers read as
+  floats (a coded column with a blank cell) name their level without ".0". A column with at
+  most `MAX_ONE_HOT_LEVELS` levels in train is one-hot encoded (one feature `column=level` per
+  training level, sorted; a level unseen in train encodes as all zeros). A column with more
+  levels is frequency encoded into one feature `column:freq` = log(1 + count) / log(1 + max
+  count), with counts taken over the training rows, so an unseen level maps to 0;
 - text in a numeric column: a text column of numbers only is numeric. A text column whose
   non-missing values are more than half numbers (for example "12", "7", "abc") and that has
   more than `MAX_ONE_HOT_LEVELS` distinct values is taken to be a numeric column with bad
@@ -34,21 +35,6 @@ from neon_ray.errors import DataError
 
 MAX_ONE_HOT_LEVELS = 64
 MISSING_LEVEL = "<missing>"
-
-KNOWN_CATEGORICAL: dict[str, tuple[str, ...]] = {
-    # The benchmark files store these nominal columns as integer codes; as numbers they would
-    # impose a meaningless order (MANIFEST notes: Amazon IDs, PMLB-coded adult, electricity day).
-    "Amazon_employee_access": (
-        "RESOURCE", "MGR_ID", "ROLE_ROLLUP_1", "ROLE_ROLLUP_2", "ROLE_DEPTNAME",
-        "ROLE_TITLE", "ROLE_FAMILY_DESC", "ROLE_FAMILY", "ROLE_CODE",
-    ),
-    "adult": (
-        "workclass", "education", "marital-status", "occupation",
-        "relationship", "race", "sex", "native-country",
-    ),
-    "electricity": ("day",),
-}
-"""Integer-coded columns of benchmark datasets that are treated as categorical (where present)."""
 
 
 def encode_labels(column: pd.Series, where: str) -> tuple[np.ndarray, list[str]]:
@@ -126,8 +112,17 @@ def _encode_numeric(column: pd.Series, train: np.ndarray, where: str) -> np.ndar
     return ((values - lo) / (hi - lo))[:, None]
 
 
+def _level_keys(column: pd.Series) -> pd.Series:
+    """Each cell's level as text; whole-number floats lose their ".0" so day 3 stays "3"."""
+    if pd.api.types.is_float_dtype(column.dtype):
+        values = column.dropna().to_numpy()
+        if np.all(values == np.round(values)):
+            column = column.astype("Int64")
+    return column.astype(str).where(column.notna(), MISSING_LEVEL)
+
+
 def _encode_categorical(column: pd.Series, train: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    keys = column.astype(str).where(column.notna(), MISSING_LEVEL)
+    keys = _level_keys(column)
     counts = keys.iloc[train].value_counts()
     if len(counts) <= MAX_ONE_HOT_LEVELS:
         levels = sorted(counts.index)
