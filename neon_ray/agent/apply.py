@@ -16,7 +16,8 @@ On Ray every task loads the policy itself from the run's latest checkpoint direc
 worker process); the policy needs no cluster, only the path, so on a multi-node cluster RUN must
 be on a filesystem the nodes share. Only the checkpoint's pickle-free export (policy.json +
 policy.pt, see export.py) is read, never RLlib's pickles. Actions are greedy (the most likely keep-rate) unless
-`greedy=False`, which samples them with a per-network seed.
+`greedy=False`, which samples them with a per-network seed. The guard is on by default: the network
+returned is the smallest one visited within the tolerance on val (pruning/episodes.py).
 """
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ class PolicyChooser:
 
 
 def prune_one(policy, model, dataset, episode: EpisodeConfig, *, greedy: bool = True, seed: int = 0,
-              network_id: str = "network") -> Pruned:
+              network_id: str = "network", guard: bool = True) -> Pruned:
     """Prune one network with a loaded policy in this process (no Ray, no zoo).
 
     `episode` must be the episode the agent was trained in: use `trained_episode(cfg, tolerance)`.
@@ -91,10 +92,11 @@ def prune_one(policy, model, dataset, episode: EpisodeConfig, *, greedy: bool = 
     the seconds taken.
     """
     choose = policy_chooser(policy, episode.n_actions, greedy, seed, network_id)
-    return prune_episode(model, dataset, network_id, episode, choose, network_seed(seed, network_id))
+    return prune_episode(model, dataset, network_id, episode, choose, network_seed(seed, network_id), guard=guard)
 
 
-def agent_pruner(run_dir: str | Path, tolerance: float | None = None, greedy: bool = True, seed: int = 0):
+def agent_pruner(run_dir: str | Path, tolerance: float | None = None, greedy: bool = True, seed: int = 0,
+                 guard: bool = True):
     """(EpisodePruner for the run's latest checkpoint, the run's AgentTrainConfig).
 
     Loads the policy once here, so a bad run directory fails before any task starts.
@@ -103,10 +105,11 @@ def agent_pruner(run_dir: str | Path, tolerance: float | None = None, greedy: bo
     checkpoint, cfg = agent_checkpoint(run_dir)
     load_policy(checkpoint)  # the export is complete and readable
     episode = trained_episode(cfg, tolerance)
-    label = f"a={episode.tolerance:g} loops={episode.loops}" + ("" if greedy else f" sample seed={seed}")
+    label = (f"a={episode.tolerance:g} loops={episode.loops}" + ("" if greedy else f" sample seed={seed}")
+             + (" guard" if guard else ""))
     extra = {"agent": str(run_dir), "checkpoint": checkpoint.name, "greedy": greedy, "algo": cfg.algo}
     pruner = EpisodePruner(f"neon-{cfg.algo}", label, episode, PolicyChooser(checkpoint, greedy, seed),
-                           tolerance=episode.tolerance, seed=seed, config=extra)
+                           tolerance=episode.tolerance, seed=seed, config=extra, guard=guard)
     return pruner, cfg
 
 
@@ -136,6 +139,7 @@ def apply_agent(
     role: str | None = None,
     tolerance: float | None = None,
     greedy: bool = True,
+    guard: bool = True,
     seed: int = 0,
     results: str | Path | None = None,
     run_id: str | None = None,
@@ -149,7 +153,7 @@ def apply_agent(
     dataset and returns them; `options` saves pruned networks and adds Deep Compression.
     """
     run_dir = Path(run_dir).expanduser().resolve()
-    pruner, cfg = agent_pruner(run_dir, tolerance, greedy, seed)
+    pruner, cfg = agent_pruner(run_dir, tolerance, greedy, seed, guard)
     zoo = zoo if zoo is not None else cfg.zoo
     if isinstance(zoo, (str, Path)):
         zoo = open_zoo(Path(zoo).expanduser().resolve())

@@ -14,6 +14,16 @@
   with the env's fine-tuning budget). Parameters are counted as non-zeros and bytes as a
   sparse (CSR) layout would store them.
 
+- `uniform-search`: what a practitioner would run (method.md §11): per network, the smallest
+  uniform keep-rate whose fine-tuned val accuracy stays within the tolerance, found by
+  bisection (baselines/search.py).
+
+The guard (`guard=True`, CLI `--guard`; pruning/episodes.py) is available to random, uniform
+and magnitude alike: the network returned is the smallest visited one within `tolerance` on
+val, so a guard needs a tolerance. Guarded runs carry ' guard a=<tolerance>' in their label
+and so their own run ID. For magnitude the visited networks are the original (step 0) and
+the pruned, fine-tuned one (step 1).
+
 `rate` means the fraction KEPT per layer for `uniform` (a keep-rate, like the agent's actions)
 and the fraction REMOVED for `magnitude` (as in the pruning literature); labels spell it out
 ('keep=0.5', 'remove=0.8') so results never mix the two up.
@@ -30,25 +40,28 @@ from dataclasses import asdict, dataclass, field, replace
 import pandas as pd
 import torch
 
+from neon_ray.baselines.search import DEFAULT_SEARCH_STEPS, UniformSearchPruner
 from neon_ray.deepcomp.prune import apply_masks, prunable_weights, retrain_masked
 from neon_ray.errors import ConfigError
+from neon_ray.nets.metrics import accuracy_f1, count_nonzero, count_params
 from neon_ray.pruning.batch import run_networks, slug, zoo_networks
 from neon_ray.pruning.episodes import (
-    EpisodePruner, FixedChooser, Pruned, RandomChooser, RunOptions, format_rate, network_seed,
+    EpisodePruner, FixedChooser, Pruned, RandomChooser, RunOptions, SmallestWithinTolerance, format_rate, network_seed,
 )
 from neon_ray.pruning.episode_config import EpisodeConfig
 from neon_ray.pruning.finetune import FinetuneConfig
 from neon_ray.results.schema import check_tolerance
 from neon_ray.runtime.files import check_output_dir
 
-METHODS = ("random", "uniform", "magnitude")
+METHODS = ("random", "uniform", "magnitude", "uniform-search")
 DEFAULT_RATE = {"uniform": 0.5, "magnitude": 0.5}
 RANDOM_LOOPS = 4
 # Unguarded global thresholds empty whole layers: in a wide network the head's weights are the
 # smallest (diabetes__s0__n002, 8-[bn]800relu-2, lost 100% of its head at rate 0.5 and then
 # predicted one class whatever the fine-tuning did). Each layer keeps at least 5%.
 DEFAULT_MAX_LAYER_RATE = 0.95
-# PruningEnv needs a tolerance for its observation and reward; the baselines' choices ignore both.
+# PruningEnv needs a tolerance for its observation and reward; unguarded baselines ignore both
+# (a guard needs the user's --tolerance, which then is the episode's).
 _ENV_TOLERANCE = 1.0
 
 
@@ -113,16 +126,19 @@ class MagnitudePruner:
     """Tolerance (pp) reported with the rows."""
     method: str = "magnitude"
     """Method name in the results."""
+    guard: bool = False
+    """Return the original network when the pruned one falls out of `tolerance` on val."""
 
     def __post_init__(self) -> None:
         check_rates(self.rate, self.max_layer_rate)
+        check_guard(self.guard, self.tolerance, self.method)
         if not isinstance(self.finetune, FinetuneConfig):
             raise ConfigError(f"MagnitudePruner.finetune must be a FinetuneConfig, got {type(self.finetune).__name__}")
 
     @property
     def label(self) -> str:
         cap = "" if self.max_layer_rate == DEFAULT_MAX_LAYER_RATE else f" cap={self.max_layer_rate}"
-        return f"remove={format_rate(self.rate)}{cap}"
+        return f"remove={format_rate(self.rate)}{cap}{guard_label(self.guard, self.tolerance)}"
 
     @property
     def loops(self) -> None:
@@ -134,19 +150,45 @@ class MagnitudePruner:
 
     def prune(self, model, dataset, network: dict) -> Pruned:
         start = time.perf_counter()
-        model = copy.deepcopy(model)
+        original, model = model, copy.deepcopy(model)
         masks = global_magnitude_masks(model, self.rate, self.max_layer_rate)
         apply_masks(model, masks)
         result = retrain_masked(model, masks, (dataset.X_train, dataset.y_train), (dataset.X_val, dataset.y_val),
                                 self.finetune.train_config(), network_seed(self.seed, network["network_id"]))
         info = {"finetune_epochs": result.epochs, "weights_removed": sum(int((~m).sum()) for m in masks.values())}
-        return Pruned(model.eval(), [], time.perf_counter() - start, sparse=True, info=info)
+        model.eval()
+        if self.guard:
+            kept = SmallestWithinTolerance(original, count_params(original), _val_acc(original, dataset), self.tolerance)
+            if not kept.offer(1, model, count_nonzero(model), _val_acc(model, dataset)):
+                # the dense original comes back: its bytes are counted dense
+                return Pruned(original, [], time.perf_counter() - start, guard=True, returned_step=0, info=info)
+        return Pruned(model, [], time.perf_counter() - start, sparse=True, guard=self.guard, returned_step=1, info=info)
+
+
+def _val_acc(model, dataset) -> float:
+    return accuracy_f1(model, dataset.X_val, dataset.y_val)[0]
+
+
+def check_guard(guard, tolerance: float | None, method: str) -> None:
+    """A guard is True or False, and a guarded baseline has a tolerance to guard."""
+    if not isinstance(guard, bool):
+        raise ConfigError(f"{method} guard must be True or False, got {guard!r}")
+    if guard and tolerance is None:
+        raise ConfigError(f"{method} --guard keeps the smallest network within the tolerance: give --tolerance")
+
+
+def guard_label(guard: bool, tolerance: float | None) -> str:
+    """What a guard adds to a baseline's label (and so its run ID): '' or ' guard a=5'."""
+    return f" guard a={tolerance:g}" if guard else ""
 
 
 def make_pruner(method: str, rate: float | None = None, *, tolerance: float | None = None, loops: int | None = None,
-                seed: int = 0, episode: EpisodeConfig | None = None, max_layer_rate: float | None = DEFAULT_MAX_LAYER_RATE):
+                seed: int = 0, episode: EpisodeConfig | None = None, max_layer_rate: float | None = DEFAULT_MAX_LAYER_RATE,
+                guard: bool = False, search_steps: int | None = None):
     """The pruner of a baseline. `episode` holds the settings shared with the agent (fine-tuning, keep-rates, ...;
-    None: EpisodeConfig's defaults), which each baseline adapts; `max_layer_rate` is the magnitude baseline's cap."""
+    None: EpisodeConfig's defaults), which each baseline adapts; `max_layer_rate` is the magnitude baseline's cap;
+    `guard` returns the smallest visited network within `tolerance`; `search_steps` are uniform-search's
+    bisection steps."""
     episode = EpisodeConfig() if episode is None else episode
     if not isinstance(episode, EpisodeConfig):
         raise ConfigError(f"a baseline's episode must be an EpisodeConfig, got {type(episode).__name__}")
@@ -155,6 +197,11 @@ def make_pruner(method: str, rate: float | None = None, *, tolerance: float | No
     tolerance = check_tolerance(tolerance, f"{method} --tolerance (recorded with the rows)")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"{method} --seed must be an integer >= 0, got {seed!r}")
+    check_guard(guard, tolerance, method)
+    if search_steps is not None and method != "uniform-search":
+        raise ConfigError(f"--search-steps is uniform-search's number of bisection steps; {method} does not take it")
+    if method == "uniform-search":
+        return _search_pruner(rate, tolerance, loops, seed, episode, guard, search_steps)
     if method == "random":
         if rate is not None:
             raise ConfigError("the random baseline draws its keep-rates from the env's keep_rates; it takes no --rate")
@@ -162,17 +209,33 @@ def make_pruner(method: str, rate: float | None = None, *, tolerance: float | No
             raise ConfigError(f"random --loops (passes over the hidden layers) must be an integer >= 1, got {loops!r}")
         loops = RANDOM_LOOPS if loops is None else loops
         episode = replace(episode, loops=loops, tolerance=tolerance if tolerance is not None else _ENV_TOLERANCE)
-        return EpisodePruner("random", f"loops={loops}", episode, RandomChooser(seed), tolerance=tolerance, seed=seed)
+        return EpisodePruner("random", f"loops={loops}{guard_label(guard, tolerance)}", episode, RandomChooser(seed),
+                             tolerance=tolerance, seed=seed, guard=guard)
     if loops not in (None, 1):
         raise ConfigError(f"{method} pruning takes no --loops (got {loops}): it prunes each layer once; change --rate instead")
     rate = DEFAULT_RATE[method] if rate is None else rate
     if method == "magnitude":
-        return MagnitudePruner(rate, max_layer_rate, finetune=episode.finetune, seed=seed, tolerance=tolerance)
+        return MagnitudePruner(rate, max_layer_rate, finetune=episode.finetune, seed=seed, tolerance=tolerance, guard=guard)
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 < rate <= 1.0:
         raise ConfigError(f"uniform --rate is the keep-rate of every layer, in (0, 1]; got {rate!r}")
     episode = replace(episode, keep_rates=(float(rate),), loops=1, remove_layer_action=False,
                       tolerance=tolerance if tolerance is not None else _ENV_TOLERANCE)
-    return EpisodePruner("uniform", f"keep={format_rate(rate)}", episode, FixedChooser(0), tolerance=tolerance, seed=seed)
+    return EpisodePruner("uniform", f"keep={format_rate(rate)}{guard_label(guard, tolerance)}", episode, FixedChooser(0),
+                         tolerance=tolerance, seed=seed, guard=guard)
+
+
+def _search_pruner(rate, tolerance, loops, seed: int, episode: EpisodeConfig, guard: bool, steps: int | None):
+    if rate is not None:
+        raise ConfigError("uniform-search finds its keep-rate itself; it takes no --rate")
+    if loops not in (None, 1):
+        raise ConfigError(f"uniform-search takes no --loops (got {loops}): each probe prunes every layer once")
+    if tolerance is None:
+        raise ConfigError("uniform-search looks for the smallest keep-rate within a tolerance: give --tolerance")
+    if guard:
+        raise ConfigError("uniform-search returns a network within the tolerance on val by construction; "
+                          "--guard does not apply to it")
+    steps = DEFAULT_SEARCH_STEPS if steps is None else steps
+    return UniformSearchPruner(tolerance, episode, steps=steps, seed=seed)
 
 
 def baseline_run_id(pruner) -> str:
@@ -193,6 +256,8 @@ def run_baseline(
     seed: int = 0,
     episode: EpisodeConfig | None = None,
     max_layer_rate: float | None = DEFAULT_MAX_LAYER_RATE,
+    guard: bool = False,
+    search_steps: int | None = None,
     run_id: str | None = None,
     options: RunOptions = RunOptions(),
     address: str | None = None,
@@ -201,14 +266,15 @@ def run_baseline(
     """Run a baseline on every selected network in parallel on Ray; write rows to `results` (if given) and return them.
 
     `datasets` None takes every dataset of the zoo; `role` is 'train', 'test' or 'all'.
-    `tolerance` is only recorded (for the share of networks within tolerance). `episode` is the
+    `tolerance` is recorded (for the share of networks within tolerance), and is what `guard` and
+    uniform-search keep to on val. `episode` is the
     episode random and uniform adapt and play, and whose fine-tuning magnitude uses (see make_pruner).
     Settings and the `results` location are checked before any work.
     """
     if results is not None:
         check_output_dir(results, "results directory")
     pruner = make_pruner(method, rate, tolerance=tolerance, loops=loops, seed=seed, episode=episode,
-                         max_layer_rate=max_layer_rate)
+                         max_layer_rate=max_layer_rate, guard=guard, search_steps=search_steps)
     networks = zoo_networks(zoo, datasets, role)
     return run_networks(zoo, pruner, networks, run_id=run_id or baseline_run_id(pruner), results=results,
                         options=options, address=address, progress=progress)

@@ -1,4 +1,4 @@
-"""`neon-ray baseline`: random, uniform or magnitude pruning of zoo networks, one Parquet row per network.
+"""`neon-ray baseline`: random, uniform, magnitude or uniform-search pruning of zoo networks, one Parquet row per network.
 
 Library modules are imported inside the handlers: `neon-ray --help` must not pay for torch and Ray.
 """
@@ -13,21 +13,31 @@ from neon_ray.errors import ConfigError
 def register(sub) -> None:
     p = sub.add_parser(
         "baseline",
-        help="prune zoo networks with a baseline (random agent, uniform keep-rate, global magnitude) on Ray",
+        help="prune zoo networks with a baseline (random agent, uniform keep-rate, global magnitude, "
+             "tolerance-searched uniform keep-rate) on Ray",
         description=(
             "Run a baseline on the same networks, splits and counting as the agent and write one result row per "
             "network (Parquet, the common schema). Re-running the same baseline replaces its own rows."
         ),
     )
     p.add_argument("--zoo", required=True, help="zoo directory")
-    p.add_argument("--method", required=True, choices=["random", "uniform", "magnitude"], help="which baseline")
+    p.add_argument("--method", required=True, choices=["random", "uniform", "magnitude", "uniform-search"],
+                   help="which baseline; uniform-search: per network, the smallest uniform keep-rate whose val accuracy "
+                        "stays within --tolerance, by bisection")
     p.add_argument("--rate", type=float_in(0, 1), default=None,
                    help="uniform: keep-rate of every layer (default 0.5); magnitude: fraction of weights removed (default 0.5)")
     p.add_argument("--max-layer-rate", type=float_in(0, 1), default=None,
                    help="magnitude: most of one layer's weights that may go (default 0.95; 1 allows emptying a layer)")
     p.add_argument("--datasets", type=csv_list, default=None, help="comma-separated datasets (default: all of the zoo)")
     p.add_argument("--role", choices=["train", "test", "all"], default="all", help="which networks (default all)")
-    p.add_argument("--tolerance", type=float_in(0, 100), default=None, help="tolerance (pp, in [0, 100]) recorded with the rows, for the within-tolerance share")
+    p.add_argument("--tolerance", type=float_in(0, 100), default=None,
+                   help="tolerance (pp, in [0, 100]) recorded with the rows, for the within-tolerance share; "
+                        "what --guard and uniform-search keep to on val (required by both)")
+    p.add_argument("--guard", action=argparse.BooleanOptionalAction, default=False,
+                   help="return the smallest network visited whose val accuracy is within --tolerance, not the last "
+                        "one (default off for baselines; not for uniform-search, within tolerance by construction)")
+    p.add_argument("--search-steps", type=int_in(1, 30), default=None,
+                   help="uniform-search only: bisection steps over the keep-rate (default 7: within 2**-7)")
     p.add_argument("--loops", type=int_in(1, 1000), default=None, help="random only: passes over the hidden layers (default 4)")
     p.add_argument("--keep-rates", type=float_list, default=None, help="random only: the action set (default 1.0,0.9,0.8,0.7,0.6)")
     p.add_argument("--finetune-epochs", type=int_in(1, 100_000), default=None, help="fine-tuning epochs at most after each step (default: the env's)")
@@ -66,7 +76,8 @@ def _baseline(args: argparse.Namespace) -> int:
     frame = run_baseline(
         args.zoo, args.method, args.rate, args.datasets, args.role, args.results,
         tolerance=args.tolerance, loops=args.loops, seed=args.seed, episode=episode_from_args(args),
-        max_layer_rate=cap, run_id=args.run_id, options=RunOptions(timing=not args.no_timing), address=args.address,
+        max_layer_rate=cap, guard=args.guard, search_steps=args.search_steps, run_id=args.run_id,
+        options=RunOptions(timing=not args.no_timing), address=args.address,
     )
     print(format_summary(summarise(frame, by="dataset", tolerance=args.tolerance)))
     print(f"{len(frame)} rows written to {args.results} (run {frame['run_id'].iloc[0]})")

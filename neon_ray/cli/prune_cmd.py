@@ -25,6 +25,9 @@ def register(sub) -> None:
     p.add_argument("--role", choices=["test", "all"], default=None, help="which networks of those datasets (default: see above)")
     p.add_argument("--tolerance", type=fixed_tolerance_arg, default=None,
                    help="allowed accuracy drop in pp to prune for (required when the agent trained on a range)")
+    p.add_argument("--guard", action=argparse.BooleanOptionalAction, default=True,
+                   help="return the smallest network visited in the episode whose val accuracy is within the tolerance "
+                        "of the original, not the last one (default on)")
     p.add_argument("--sample", action="store_true", help="sample actions from the policy instead of taking the most likely one")
     p.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help="seed of sampled actions and fine-tuning (default 0)")
     p.add_argument("--results", required=True, help="results directory (Hive-partitioned Parquet)")
@@ -54,8 +57,8 @@ def _prune(args: argparse.Namespace) -> int:
     zoo = str(Path(args.zoo).expanduser().resolve()) if args.zoo else None
     frame = apply_agent(
         agent, zoo=zoo, datasets=args.datasets, role=args.role, tolerance=args.tolerance,
-        greedy=not args.sample, seed=args.seed, results=args.results, run_id=args.run_id, options=options,
-        address=args.address,
+        greedy=not args.sample, guard=args.guard, seed=args.seed, results=args.results, run_id=args.run_id,
+        options=options, address=args.address,
     )
     print(format_summary(summarise(frame)))
     print(f"{len(frame)} rows written to {args.results} (run {frame['run_id'].iloc[0]})")

@@ -13,6 +13,17 @@ row is built by `results.schema.result_row`, so every method is counted the same
 matched by network ID. Running pruners over zoo networks (in process or on Ray) is
 pruning/batch.py.
 
+The guard (`guard=True`, on by default for the agent, `--guard` for every baseline): the network
+returned is the smallest one visited in the episode, by parameter count, whose val accuracy is
+within the tolerance of the original's (D >= -a, the reward's own test), rather than the last
+one. Step 0 is the unpruned network, which is always within tolerance, so a guarded method
+never returns a network that broke the tolerance on val. Ties go to the EARLIER step: a later
+network of the same size is the same network after a no-op step (keep-rate 1.0, or a ceiling
+that kept every neuron), so the earlier step is where it was first reached. The rows say
+whether the guard was on and which step's network came back (`returned_step`; unguarded: the
+last step); `actions` always lists the whole episode, of which the first `returned_step` made
+the returned network. The guard is `SmallestWithinTolerance`, shared by every pruner.
+
 Deep Compression after pruning (`RunOptions.compress`): the pruned network also goes through
 `deepcomp.compress_model`, and a SECOND row is written with method `<method>+dc`, where
 `bytes_after` is the real compressed file's size and `params_after` the non-zero parameters.
@@ -37,6 +48,7 @@ from neon_ray.errors import ConfigError
 from neon_ray.nets.metrics import measure
 from neon_ray.pruning.env import PruningEnv
 from neon_ray.pruning.episode_config import EnvConfig, EpisodeConfig
+from neon_ray.pruning.rewards import change_pp
 from neon_ray.results.schema import result_row
 
 Chooser = Callable[[np.ndarray], int]
@@ -94,8 +106,52 @@ class Pruned:
     """Wall-clock seconds of the pruning itself, fine-tuning included, measurement excluded."""
     sparse: bool = False
     """Pruned individual weights: bytes are counted in a sparse layout."""
+    guard: bool = False
+    """The guard chose `model` (see the module docstring)."""
+    returned_step: int | None = None
+    """Steps that made `model` (0: the unpruned network; unguarded: every step taken)."""
     info: dict = field(default_factory=dict)
     """Method-specific extras (return, fine-tuning epochs, ...)."""
+
+
+def within_tolerance(acc: float, acc_orig: float, tolerance: float) -> bool:
+    """Accuracy fell by at most `tolerance` pp: D = 100 * (acc - acc_orig) >= -a, exactly as the NEON reward
+    tests it (rounded, so a drop of exactly a pp is not pushed over the edge by float error)."""
+    return change_pp(acc, acc_orig) >= -tolerance
+
+
+@dataclass(frozen=True)
+class Visited:
+    """One network an episode visited."""
+
+    step: int
+    """Steps taken to reach it (0: the unpruned network)."""
+    model: object
+    """The network."""
+    params: int
+    """Its parameters (non-zero ones for weight pruning)."""
+    val_acc: float
+    """Its val accuracy."""
+
+
+class SmallestWithinTolerance:
+    """The guard: keeps the smallest visited network whose val accuracy is within tolerance.
+
+    Built with the unpruned network (step 0, within tolerance by definition); `offer` each
+    later network. Networks are kept by reference: every pruning step builds a new network and
+    leaves the previous one untouched (structured.py), so no copy is needed.
+    """
+
+    def __init__(self, model, params: int, val_acc: float, tolerance: float):
+        self.acc_orig, self.tolerance = float(val_acc), float(tolerance)
+        self.best = Visited(0, model, int(params), float(val_acc))
+
+    def offer(self, step: int, model, params: int, val_acc: float) -> bool:
+        """Keep this network if it is within tolerance and strictly smaller (ties: the earlier step stays)."""
+        if within_tolerance(val_acc, self.acc_orig, self.tolerance) and params < self.best.params:
+            self.best = Visited(step, model, int(params), float(val_acc))
+            return True
+        return False
 
 
 class SingleNetworkZoo:
@@ -122,26 +178,37 @@ class SingleNetworkZoo:
         return self._dataset
 
 
-def prune_episode(model, dataset, network_id: str, episode: EpisodeConfig, choose: Chooser, seed: int = 0) -> Pruned:
+def prune_episode(model, dataset, network_id: str, episode: EpisodeConfig, choose: Chooser, seed: int = 0,
+                  guard: bool = False) -> Pruned:
     """Run one PruningEnv episode on `model` alone and return the pruned network.
 
     `episode` says what the episode does (keep-rates, loops, tolerance, reward, fine-tuning, ...);
-    `seed` seeds the episode (fine-tuning row order, Dropout masks). `model` is not changed.
+    `seed` seeds the episode (fine-tuning row order, Dropout masks). With `guard`, the network
+    returned is the smallest visited one within the episode's tolerance on val (module docstring)
+    instead of the last. `model` is not changed. `info` holds the return, fine-tuning epochs,
+    tolerance, the returned network's val accuracy and the original's, and `trace`: (params,
+    val accuracy) after every step.
     """
     start = time.perf_counter()
     zoo = SingleNetworkZoo(network_id, dataset.name, model, dataset)
     # step timings are not reproducible and rows do not report them
     env = PruningEnv(EnvConfig(zoo=zoo, networks=(network_id,), episode=replace(episode, info_timings=False)))
     obs, info = env.reset(seed=seed)
-    actions, total_reward, epochs, done = [], 0.0, 0, False
+    kept = SmallestWithinTolerance(env.current_model(), info["params_orig"], info["val_acc_orig"], info["tolerance"])
+    actions, trace, total_reward, epochs, done = [], [], 0.0, 0, False
     while not done:
         obs, reward, terminated, truncated, info = env.step(choose(obs))
         actions.append(REMOVE if info["removed_layer"] else float(info["keep_rate"]))
+        trace.append((int(info["params"]), float(info["val_acc"])))
+        kept.offer(len(actions), env.current_model(), info["params"], info["val_acc"])
         total_reward += reward
         epochs += info["finetune_epochs"]
         done = terminated or truncated
-    extras = {"return": total_reward, "finetune_epochs": epochs, "tolerance": info["tolerance"]}
-    return Pruned(env.current_model(), actions, time.perf_counter() - start, info=extras)
+    returned = kept.best if guard else Visited(len(actions), env.current_model(), info["params"], info["val_acc"])
+    extras = {"return": total_reward, "finetune_epochs": epochs, "tolerance": info["tolerance"], "trace": trace,
+              "val_acc": returned.val_acc, "val_acc_orig": info["val_acc_orig"]}
+    return Pruned(returned.model, actions, time.perf_counter() - start, guard=guard, returned_step=returned.step,
+                  info=extras)
 
 
 @dataclass(frozen=True)
@@ -162,8 +229,12 @@ class EpisodePruner:
     """Base seed of every episode (mixed with the network ID)."""
     config: dict = field(default_factory=dict)
     """Further settings to record in the rows' config (e.g. the agent's run directory)."""
+    guard: bool = False
+    """Return the smallest visited network within the episode's tolerance instead of the last."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.guard, bool):
+            raise ConfigError(f"EpisodePruner.guard must be True or False, got {self.guard!r}")
         if not isinstance(self.episode, EpisodeConfig):
             raise ConfigError(f"EpisodePruner.episode must be an EpisodeConfig, got {type(self.episode).__name__}")
 
@@ -177,7 +248,7 @@ class EpisodePruner:
     def prune(self, model, dataset, network: dict) -> Pruned:
         nid = network["network_id"]
         choose = self.chooser(nid, self.episode.n_actions)
-        return prune_episode(model, dataset, nid, self.episode, choose, network_seed(self.seed, nid))
+        return prune_episode(model, dataset, nid, self.episode, choose, network_seed(self.seed, nid), guard=self.guard)
 
 
 class Pruner(Protocol):
@@ -227,7 +298,8 @@ def evaluate_network(pruner: Pruner, network: dict, model, dataset, run_id: str,
     before = measure(model, dataset, timing=options.timing)
     pruned = pruner.prune(model, dataset, network)
     after = measure(pruned.model, dataset, timing=options.timing, sparse=pruned.sparse)
-    common = dict(run_id=run_id, network=network, before=before, tolerance=pruner.tolerance, loops=pruner.loops, actions=pruned.actions)
+    common = dict(run_id=run_id, network=network, before=before, tolerance=pruner.tolerance, loops=pruner.loops,
+                  actions=pruned.actions, guard=pruned.guard, returned_step=pruned.returned_step)
     config = pruner.row_config()
     rows = [result_row(method=pruner.method, config=config, config_label=pruner.label, after=after,
                        arch_after=pruned.model.spec.describe(), seconds=pruned.seconds, **common)]

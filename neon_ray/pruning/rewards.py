@@ -18,7 +18,14 @@ from neon_ray.errors import ConfigError
 
 # D is compared with the tolerance at this precision, so a drop of exactly a pp
 # (0.90 -> 0.89 with a = 1) is not pushed over the edge by float error in 100 * (x - y).
-_D_DECIMALS = 9
+D_DECIMALS = 9
+
+
+
+def change_pp(now: float, orig: float) -> float:
+    """D = 100 * (now - orig) in percentage points, at the precision D is compared with a tolerance."""
+    return round(100.0 * (now - orig), D_DECIMALS)
+
 
 # |s^3| for the smallest keep-rate of NEON's action set (0.6): (100 * 0.4)^3.
 NEON_MAX_ABS = 64000.0
@@ -86,7 +93,7 @@ class StepOutcome:
     @property
     def acc_change_pp(self) -> float:
         """D = 100 * (acc_now - acc_orig), in percentage points."""
-        return round(100.0 * (self.acc_now - self.acc_orig), _D_DECIMALS)
+        return change_pp(self.acc_now, self.acc_orig)
 
 
 def neon(outcome: StepOutcome, scale: float = 1.0) -> float:
@@ -160,7 +167,7 @@ def composite(
             before = getattr(outcome, f"{what}_before")
             after = getattr(outcome, f"{what}_after")
             reward += weight * _reduction(before, after, getattr(outcome, f"{what}_orig"), what)
-    d = round(100.0 * (m_now - m_orig), _D_DECIMALS)
+    d = change_pp(m_now, m_orig)
     if d < -outcome.tolerance:
         reward -= penalty + penalty_per_pp * (-d - outcome.tolerance)
     return reward / scale

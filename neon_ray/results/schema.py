@@ -47,11 +47,17 @@ RESULT_SCHEMA = pa.schema(
         ("latency_before_ms", pa.float64()),
         ("latency_after_ms", pa.float64()),
         ("actions", pa.string()),
+        ("guard", pa.bool_()),
+        ("returned_step", pa.int64()),
         ("seconds", pa.float64()),
         ("created_at", pa.timestamp("us", tz="UTC")),
     ]
 )
 RESULT_COLUMNS = RESULT_SCHEMA.names
+# Columns added after the first schema, with the value rows of older files are read with: such
+# files are an older version of this schema, not foreign ones. Old rows predate the guard, so
+# they returned the episode's last network; which step that was is not recorded, hence null.
+ADDED_COLUMNS = {"guard": False, "returned_step": None}
 PARTITIONS = ("method", "dataset")
 # Partition values live in the folder names only, so any Hive-aware reader (pandas, pyarrow,
 # Spark, DuckDB) sees each column once.
@@ -71,12 +77,16 @@ def result_row(
     loops: int | None = None,
     arch_after: str,
     actions: list | None = None,
+    guard: bool = False,
+    returned_step: int | None = None,
     seconds: float = 0.0,
 ) -> dict:
     """One result row from a zoo manifest row and `metrics.NetworkMetrics` before and after.
 
     `params_after` counts non-zero parameters when the method prunes individual weights
     (`after.nonzero < after.params`), so structured and weight-level methods compare fairly.
+    `guard` says whether the method returned the smallest visited network within tolerance
+    (pruning/episodes.py) and `returned_step` which step's network it returned (0: the unpruned one).
     """
     params_after = after.nonzero if after.nonzero < after.params else after.params
     return {
@@ -109,6 +119,8 @@ def result_row(
         "latency_before_ms": before.latency_b1_ms,
         "latency_after_ms": after.latency_b1_ms,
         "actions": json.dumps(actions or []),
+        "guard": bool(guard),
+        "returned_step": None if returned_step is None else int(returned_step),
         "seconds": float(seconds),
         "created_at": datetime.now(timezone.utc),
     }

@@ -8,7 +8,8 @@ file. Run manifests live beside the rows, under `RES/_runs/` (results/runs.py).
 
 Reading (`read_results`) goes file by file: files that are not result files (another schema,
 not Parquet, corrupt, outside the `method=/dataset=` layout) are skipped with a warning naming
-them, and a row repeated under the same (run_id, method, network_id), e.g. by a copied file,
+them; files of an older version of the schema (lacking only columns added since,
+`schema.ADDED_COLUMNS`) are read with those columns filled in, and a row repeated under the same (run_id, method, network_id), e.g. by a copied file,
 counts once: the newest `created_at` is kept, with a warning naming the files.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pyarrow.parquet as pq
 
 from neon_ray.errors import DataError, NeonRayError
 from neon_ray.results.runs import read_runs
-from neon_ray.results.schema import FILE_SCHEMA, PARTITIONS, RESULT_COLUMNS, check_run_id, safe_file_name
+from neon_ray.results.schema import ADDED_COLUMNS, FILE_SCHEMA, PARTITIONS, RESULT_COLUMNS, check_run_id, safe_file_name
 from neon_ray.runtime.files import atomic_write, check_output_dir
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
         "string": pa.types.is_string(actual) or pa.types.is_large_string(actual),
         "int64": pa.types.is_integer(actual),
         "double": pa.types.is_floating(actual) or pa.types.is_integer(actual),
+        "bool": pa.types.is_boolean(actual),
     }
     if pa.types.is_timestamp(expected):
         return pa.types.is_timestamp(actual)
@@ -81,7 +83,7 @@ def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
 
 def _schema_problem(schema: pa.Schema) -> str | None:
     names = schema.names
-    missing = [n for n in FILE_SCHEMA.names if n not in names]
+    missing = [n for n in FILE_SCHEMA.names if n not in names and n not in ADDED_COLUMNS]
     if missing:
         shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
         return f"not a neon-ray result file: lacks columns {shown}"
@@ -90,7 +92,7 @@ def _schema_problem(schema: pa.Schema) -> str | None:
         note = " (method and dataset belong in the folder names)" if set(extra) & set(PARTITIONS) else ""
         return f"has columns that are not in the results schema: {', '.join(extra)}{note}"
     wrong = [f"{f.name} is {schema.field(f.name).type}, expected {f.type}" for f in FILE_SCHEMA
-             if not _compatible(schema.field(f.name).type, f.type)]
+             if f.name in names and not _compatible(schema.field(f.name).type, f.type)]
     if wrong:
         return "column types differ from the results schema: " + "; ".join(wrong[:3])
     return None
@@ -116,7 +118,8 @@ def _read_one(root: Path, path: Path) -> tuple[pa.Table | None, str | None]:
         problem = _schema_problem(pf.schema_arrow)
         if problem:
             return None, problem
-        table = pf.read(columns=FILE_SCHEMA.names).select(FILE_SCHEMA.names)
+        present = [n for n in FILE_SCHEMA.names if n in pf.schema_arrow.names]
+        table = _with_added_columns(pf.read(columns=present)).select(FILE_SCHEMA.names)
     except (pa.ArrowException, OSError, ValueError, TypeError) as exc:
         return None, f"cannot be read as Parquet ({_first_line(exc)})"
     try:
@@ -127,6 +130,14 @@ def _read_one(root: Path, path: Path) -> tuple[pa.Table | None, str | None]:
     table = table.append_column("method", pa.array([where[0]] * n, pa.string()))
     table = table.append_column("dataset", pa.array([where[1]] * n, pa.string()))
     return table.select(RESULT_COLUMNS), None
+
+
+def _with_added_columns(table: pa.Table) -> pa.Table:
+    """An older version's table with the columns added since, at their fill values."""
+    for name, value in ADDED_COLUMNS.items():
+        if name not in table.column_names:
+            table = table.append_column(name, pa.array([value] * table.num_rows, FILE_SCHEMA.field(name).type))
+    return table
 
 
 def _first_line(exc: BaseException) -> str:

@@ -88,12 +88,19 @@ def test_prune_command_prunes_the_holdout_on_ray_and_saves_networks(zoo, run_dir
         assert pruned.spec.describe() == row.arch_after and meta["method"] == "neon-a2c"
         assert set(json.loads(row.actions)) <= set(KEEP)
     assert json.loads(frame["config"].iloc[0])["greedy"] is True
+    # the guard is on by default: the returned network is one the episode visited, within 5 pp on val
+    assert frame["guard"].all() and set(frame["config_label"]) == {"a=5 loops=2 guard"}
+    for row in frame.itertuples():
+        assert 0 <= row.returned_step <= len(json.loads(row.actions))
+        assert 100 * (row.val_acc_after - row.val_acc_before) >= -5 - 1e-9
 
 
 def test_apply_with_a_role_override_and_a_mismatched_action_set(zoo, run_dir):
-    frame = apply_agent(run_dir, datasets=[BC], role="test", tolerance=1, progress=False,
+    frame = apply_agent(run_dir, datasets=[BC], role="test", tolerance=1, progress=False, guard=False,
                         options=RunOptions(timing=False))
     assert list(frame["network_id"]) == zoo.network_ids(dataset=BC, role="test")
+    assert not frame["guard"].any()  # unguarded: the last step's network
+    assert [r.returned_step for r in frame.itertuples()] == [len(json.loads(a)) for a in frame["actions"]]
 
     policy, cfg = load_agent(run_dir)
     nid = zoo.network_ids(dataset=WINE)[0]

@@ -89,3 +89,36 @@ def test_plain_pandas_reads_the_results_directory(tmp_path):
     assert len(frame) == 5
     assert sorted(frame["dataset"].astype(str).unique()) == ["phoneme", "sklearn:wine"]
     assert frame.groupby(frame["method"].astype(str))["network_id"].count().to_dict() == {"neon": 2, "uniform": 3}
+
+
+def test_files_of_the_schema_before_the_guard_columns_are_still_read(tmp_path, caplog):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from neon_ray.results.schema import ADDED_COLUMNS, FILE_SCHEMA
+
+    write_results(rows("new", "neon", "phoneme", 2), tmp_path)
+    # a file written before `guard` and `returned_step` existed: the previous schema, exactly
+    old_schema = pa.schema([f for f in FILE_SCHEMA if f.name not in ADDED_COLUMNS])
+    old = pd.DataFrame(rows("old", "neon", "phoneme", 3))[old_schema.names]
+    folder = tmp_path / "method=neon" / "dataset=phoneme"
+    pq.write_table(pa.Table.from_pandas(old, schema=old_schema, preserve_index=False), folder / "old.parquet")
+    # a file lacking another column is still foreign
+    pq.write_table(pa.Table.from_pandas(old.drop(columns="seconds"), preserve_index=False), folder / "other.parquet")
+
+    frame = read_results(tmp_path)
+    assert list(frame.columns) == RESULT_COLUMNS and sorted(frame["run_id"]) == ["new"] * 2 + ["old"] * 3
+    olds = frame[frame["run_id"] == "old"]
+    assert not olds["guard"].any() and olds["returned_step"].isna().all()
+    assert "other.parquet" in caplog.text and "lacks columns seconds" in caplog.text and "old.parquet" not in caplog.text
+
+
+def test_guard_columns_round_trip(tmp_path):
+    net = {"dataset": "d", "network_id": "d__s0__n000", "arch": "a"}
+    kw = dict(run_id="r", config={}, config_label="", network=net, before=metrics_of(1000, 0.9),
+              after=metrics_of(500, 0.9), arch_after="a")
+    write_results([result_row(method="random", guard=True, returned_step=3, **kw),
+                   result_row(method="magnitude", **kw)], tmp_path)
+    frame = read_results(tmp_path).set_index("method")
+    assert frame.loc["random", "guard"] and frame.loc["random", "returned_step"] == 3
+    assert not frame.loc["magnitude", "guard"] and pd.isna(frame.loc["magnitude", "returned_step"])
