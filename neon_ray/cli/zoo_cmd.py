@@ -1,4 +1,4 @@
-"""`neon-ray zoo build|list`: train a network zoo on Ray and inspect it.
+"""`neon-ray zoo build|list|check`: train a network zoo on Ray, inspect it, check it converged.
 
 Library modules are imported inside the handlers: `neon-ray --help` must not pay for torch and Ray.
 """
@@ -48,10 +48,14 @@ def register(sub) -> None:
     build.add_argument("--widths", type=width_list, default=None,
                        help=f"hidden widths to draw from, each 1 to {MAX_WIDTH} (default 100,200,...,1000)")
     build.add_argument("--max-layers", type=int_in(1, MAX_LAYERS), default=6, help=f"most hidden layers, 1 to {MAX_LAYERS} (default 6)")
-    build.add_argument("--max-epochs", type=int_in(1, MAX_EPOCHS), default=100,
-                       help=f"training epochs at most, 1 to {MAX_EPOCHS} (default 100; early stopping on val)")
-    build.add_argument("--patience", type=int_in(1, MAX_EPOCHS), default=5,
-                       help="epochs without val improvement before stopping, >= 1 (default 5)")
+    build.add_argument("--max-epochs", type=int_in(1, MAX_EPOCHS), default=None,
+                       help=f"training epochs at most, 1 to {MAX_EPOCHS} (default 400; early stopping on val)")
+    build.add_argument("--patience", type=int_in(1, MAX_EPOCHS), default=None,
+                       help="epochs without a better val loss before the rate is halved or, after 3 cuts, training stops, "
+                       ">= 1 (default 10)")
+    build.add_argument("--lr-schedule", choices=("plateau", "constant"), default=None,
+                       help="'plateau' (default: halve the rate at each val plateau, stop at the fourth) or 'constant' "
+                       "(stop at the first plateau)")
     build.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE), default=64,
                        help=f"mini-batch size, 1 to {MAX_BATCH_SIZE} (default 64)")
     build.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=None, help="training tasks in flight, >= 1 (default: cluster CPUs)")
@@ -63,11 +67,29 @@ def register(sub) -> None:
     ls.add_argument("--dataset", default=None, help="only this dataset")
     ls.set_defaults(func=_list)
 
+    check = zsub.add_parser(
+        "check", help="is the zoo converged? accuracy vs its dataset's best and a reference learner, and the no-op gain",
+        description="Per network: test accuracy, the best of its dataset, HistGradientBoosting's accuracy on the same "
+        "split, and the no-op gain: the accuracy change when an episode's fine-tuning runs on the unpruned network "
+        "(one step per hidden layer). A converged zoo has a no-op gain near 0.",
+    )
+    check.add_argument("zoo", help="zoo directory")
+    check.add_argument("--datasets", type=csv_list, default=None, help="only these datasets (comma-separated)")
+    check.add_argument("--budget", choices=("episode", "agent"), default="episode",
+                       help="fine-tuning budget: EpisodeConfig's default (10 epochs, 8192 rows) or the agent's "
+                       "(3 epochs, 2048 rows) (default episode)")
+    check.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help="seed of the fine-tuning and the reference learner")
+    check.add_argument("--no-reference", action="store_true", help="skip the reference learner")
+    check.add_argument("--in-process", action="store_true", help="fine-tune here, one network after another, without Ray")
+    check.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=None, help="networks in flight on Ray (default: cluster CPUs)")
+    check.add_argument("--json", action="store_true", help="print the report as JSON (summary keys and per-network rows)")
+    add_address(check)
+    check.set_defaults(func=_check)
+
 
 def zoo_config_from_args(args: argparse.Namespace):
     from neon_ray.nets.spec import SamplerConfig
-    from neon_ray.nets.training import TrainConfig
-    from neon_ray.zoo.config import ZooConfig
+    from neon_ray.zoo.config import ZooConfig, zoo_train_config
 
     sampler = SamplerConfig(max_layers=args.max_layers, **({"widths": args.widths} if args.widths else {}))
     test_networks = args.test_networks if args.test_networks is not None else args.networks // 5
@@ -79,7 +101,8 @@ def zoo_config_from_args(args: argparse.Namespace):
         test_networks=test_networks,
         seed=args.seed,
         sampler=sampler,
-        train=TrainConfig(max_epochs=args.max_epochs, patience=args.patience, batch_size=args.batch_size),
+        train=zoo_train_config(batch_size=args.batch_size, **{k: v for k in ("max_epochs", "patience", "lr_schedule")
+                                                             if (v := getattr(args, k)) is not None}),
     )
 
 
@@ -104,4 +127,22 @@ def _list(args: argparse.Namespace) -> int:
     cols = ["network_id", "role", "arch", "params", "val_acc", "test_acc", "epochs"]
     print(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"{len(frame)} networks")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    import json
+    from functools import partial
+
+    from neon_ray.agent.config import default_finetune
+    from neon_ray.pruning.episode_config import EpisodeConfig
+    from neon_ray.pruning.finetune import finetune
+    from neon_ray.zoo.check import check_zoo, format_check
+    from neon_ray.zoo.store import open_zoo
+
+    budget = EpisodeConfig().finetune if args.budget == "episode" else default_finetune()
+    report = check_zoo(open_zoo(args.zoo), partial(finetune, cfg=budget), datasets=tuple(args.datasets or ()) or None,
+                       seed=args.seed, reference=not args.no_reference, in_process=args.in_process,
+                       address=args.address, workers=args.workers, progress=not args.json)
+    print(json.dumps(report, indent=1) if args.json else format_check(report))
     return 0

@@ -28,7 +28,10 @@ MAX_BATCH_SIZE = 1_000_000
 MAX_LR = 10.0
 """Upper bound of TrainConfig.lr and TrainConfig.weight_decay."""
 OPTIMIZERS = ("adam", "sgd")
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "plateau")
+STOP_REASONS = ("max_epochs", "patience")
+"""Why `fit` stopped: the epoch budget ran out, or `patience` epochs brought no better val loss
+(under 'plateau': at the last rate, after `lr_drops` cuts)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,13 @@ class TrainConfig:
     momentum: float = 0.9
     """SGD momentum, in [0, 1); unused by Adam."""
     lr_schedule: str = "constant"
-    """'constant', or 'cosine': the rate decays to zero over every step of `max_epochs`."""
+    """'constant'; 'cosine': the rate decays to zero over every step of `max_epochs`; 'plateau': after
+    `patience` epochs without a better val loss the rate is multiplied by `lr_factor`, and training
+    stops at the next such plateau once the rate fell `lr_drops` times (needs `patience`)."""
+    lr_factor: float = 0.5
+    """'plateau' only: factor of each rate cut, in (0, 1)."""
+    lr_drops: int = 3
+    """'plateau' only: rate cuts before a plateau stops training."""
 
     def __post_init__(self) -> None:
         """Refuse out-of-range settings (ConfigError naming the field, value and allowed range)."""
@@ -72,6 +81,12 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        check_number("TrainConfig.lr_factor", self.lr_factor, 0, 1, lo_open=True)
+        if self.lr_factor == 1:
+            raise ConfigError("TrainConfig.lr_factor must be below 1 (1 never cuts the rate), got 1")
+        check_int("TrainConfig.lr_drops", self.lr_drops, 0, 64)
+        if self.lr_schedule == "plateau" and self.patience is None:
+            raise ConfigError("TrainConfig.lr_schedule 'plateau' needs a patience (it cuts the rate on val plateaus), got patience None")
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,8 @@ class FitResult:
     """Validation accuracy of the kept weights."""
     seconds: float
     """Wall time."""
+    stop_reason: str
+    """One of STOP_REASONS: 'max_epochs' (the budget ran out, also for a fixed budget) or 'patience'."""
 
 
 @torch.no_grad()
@@ -191,29 +208,40 @@ def _fit(model, train, val, cfg: TrainConfig, seed: int, params, regulariser, af
         for _ in range(cfg.max_epochs):
             run_epoch()
         epochs, best_epoch, (best_loss, best_acc) = cfg.max_epochs, cfg.max_epochs, evaluate(model, *val)
+        reason = "max_epochs"
     else:
-        epochs, best_epoch, best_loss, best_acc = _early_stopping(model, val, cfg.max_epochs, cfg.patience, run_epoch)
+        epochs, best_epoch, best_loss, best_acc, reason = _early_stopping(model, val, cfg, opt, run_epoch)
     model.eval()
-    return FitResult(epochs, best_epoch, best_loss, best_acc, time.perf_counter() - start)
+    return FitResult(epochs, best_epoch, best_loss, best_acc, time.perf_counter() - start, reason)
 
 
-def _early_stopping(model, val, max_epochs: int, patience: int, run_epoch) -> tuple[int, int, float, float]:
+def _early_stopping(model, val, cfg: TrainConfig, opt, run_epoch) -> tuple[int, int, float, float, str]:
     """Epochs until `patience` epochs bring no better validation loss; restores the best weights.
 
-    Returns (epochs run, best epoch, its validation loss and accuracy).
+    Under 'plateau' the first `lr_drops` such plateaus cut the rate instead of stopping (the
+    weights carry on from where they are, as torch's ReduceLROnPlateau does).
+    Returns (epochs run, best epoch, its validation loss and accuracy, stop reason).
     """
     best_loss, best_acc = evaluate(model, *val)
     best_state = _snapshot(model)
-    best_epoch, since_best, epoch = 0, 0, 0
-    for epoch in range(1, max_epochs + 1):
+    best_epoch, since_best, epoch, drops, reason = 0, 0, 0, 0, "max_epochs"
+    max_cuts = cfg.lr_drops if cfg.lr_schedule == "plateau" else 0
+    for epoch in range(1, cfg.max_epochs + 1):
         run_epoch()
         val_loss, val_acc = evaluate(model, *val)
-        log.debug("epoch %d/%d: val loss %.4f, val accuracy %.4f", epoch, max_epochs, val_loss, val_acc)
+        log.debug("epoch %d/%d: val loss %.4f, val accuracy %.4f", epoch, cfg.max_epochs, val_loss, val_acc)
         if val_loss < best_loss - 1e-6:
             best_loss, best_acc, best_epoch, since_best, best_state = val_loss, val_acc, epoch, 0, _snapshot(model)
-        else:
-            since_best += 1
-            if since_best >= patience:
-                break
+            continue
+        since_best += 1
+        if since_best < cfg.patience:
+            continue
+        if drops >= max_cuts:
+            reason = "patience"
+            break
+        drops, since_best = drops + 1, 0
+        for group in opt.param_groups:
+            group["lr"] *= cfg.lr_factor
+        log.debug("epoch %d: val loss plateaued, learning rate cut to %.3g", epoch, opt.param_groups[0]["lr"])
     model.load_state_dict(best_state)
-    return epoch, best_epoch, best_loss, best_acc
+    return epoch, best_epoch, best_loss, best_acc, reason

@@ -83,6 +83,8 @@ def train_planned(plan: dict, data, train_cfg: TrainConfig) -> tuple[dict, dict]
         "test_f1": test_f1,
         "train_rows": len(data.X_train),
         "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "stop_reason": result.stop_reason,
         "train_seconds": result.seconds,
     }
     return {k: v.clone() for k, v in model.state_dict().items()}, row

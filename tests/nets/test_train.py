@@ -56,3 +56,28 @@ def test_after_step_runs_after_every_optimiser_step():
 def test_config_refuses_bad_optimiser_settings(kw, field):
     with pytest.raises(ConfigError, match=f"TrainConfig.{field}"):
         TrainConfig(**kw)
+
+
+def test_stop_reasons_and_plateau_schedule():
+    fixed = fit(build_mlp(ArchSpec(4, 2, (16,), ("relu",), ("none",)), seed=0), data(), data(60, 1),
+                TrainConfig(max_epochs=3, patience=None), seed=0)
+    assert fixed.stop_reason == "max_epochs"
+    # lr 1.0 overshoots at once, so val loss plateaus: constant stops after `patience` epochs,
+    # plateau halves the rate `lr_drops` times first (each cut restarts the patience count)
+    noisy = dict(max_epochs=200, patience=2, lr=1.0, batch_size=16)
+    constant = fit(build_mlp(ArchSpec(4, 2, (16,), ("relu",), ("none",)), seed=0), data(), data(60, 1),
+                   TrainConfig(**noisy), seed=0)
+    plateau = fit(build_mlp(ArchSpec(4, 2, (16,), ("relu",), ("none",)), seed=0), data(), data(60, 1),
+                  TrainConfig(**noisy, lr_schedule="plateau", lr_drops=2), seed=0)
+    assert constant.stop_reason == plateau.stop_reason == "patience"
+    assert constant.epochs == constant.best_epoch + 2
+    assert plateau.epochs >= constant.epochs + 2 * 2
+
+
+@pytest.mark.parametrize("kw, field", [
+    ({"lr_schedule": "plateau", "patience": None}, "lr_schedule"), ({"lr_factor": 1.0}, "lr_factor"),
+    ({"lr_factor": 0.0}, "lr_factor"), ({"lr_drops": -1}, "lr_drops"), ({"lr_drops": 1.5}, "lr_drops"),
+])
+def test_config_refuses_bad_plateau_settings(kw, field):
+    with pytest.raises(ConfigError, match=f"TrainConfig.{field}"):
+        TrainConfig(**kw)

@@ -86,11 +86,11 @@ def test_a_zoo_written_before_new_training_settings_stays_extendable(tmp_path):
 
     from neon_ray.zoo.store import ZOO_FILE, check_zoo_file, write_zoo_file
 
-    cfg = ZooConfig(out=str(tmp_path), datasets=("sklearn:wine",), networks=2, test_networks=1)
+    cfg = ZooConfig(out=str(tmp_path), datasets=("sklearn:wine",), networks=2, test_networks=1, train=TrainConfig())
     write_zoo_file(cfg)
     path = tmp_path / ZOO_FILE
     doc = json.loads(path.read_text())
-    for key in ("optimizer", "momentum", "lr_schedule"):
+    for key in ("optimizer", "momentum", "lr_schedule", "lr_factor", "lr_drops"):
         doc["identity"]["train"].pop(key)
     path.write_text(json.dumps(doc))
     (tmp_path / "sklearn_wine" / "networks").mkdir(parents=True)
