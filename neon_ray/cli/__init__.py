@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "baseline",
     "train",
     "prune",
+    "evaluate",
     "results",
     "compress",
     "tune",

@@ -18,21 +18,56 @@ def _geomean(values: pd.Series) -> float:
     return float(np.exp(np.log(values).mean())) if len(values) else math.nan
 
 
+def _within(frame: pd.DataFrame, tolerance: float | None) -> np.ndarray:
+    """Per row: 1.0 if the test accuracy fell by at most the row's tolerance (or `tolerance` for rows
+    without one), 0.0 if it fell further, NaN when no tolerance is known."""
+    tol = frame["tolerance"].astype(float)
+    if tolerance is not None:
+        tol = tol.fillna(tolerance)
+    return np.where(tol.isna(), np.nan, (frame["delta_acc_pp"] >= -tol).astype(float))
+
+
+def _scored_reductions(frame: pd.DataFrame, tolerance: float | None) -> np.ndarray:
+    """What `score` averages: each row's reduction if it is within tolerance on test, else 1 (NaN: no tolerance)."""
+    within = _within(frame, tolerance)
+    return np.where(np.isnan(within), np.nan, np.where(within == 1.0, frame["reduction"].astype(float), 1.0))
+
+
+def _score_of(values: pd.Series) -> float:
+    # a row without a known tolerance cannot be scored, and neither can its group
+    return math.nan if values.isna().any() else _geomean(values)
+
+
+def score(frame: pd.DataFrame, tolerance: float | None = None) -> float:
+    """THE score of a method at a tolerance a (pp): the geometric-mean parameter reduction over
+    all its networks (rows), where a network whose test accuracy dropped by more than a counts
+    as x1 (not pruned).
+
+    Why: methods are compared at equal accuracy. A method that removes more by losing more has
+    not won; x1 is what a practitioner keeps when a pruned network fails the tolerance check (the
+    original ships); and the mean is geometric because an arithmetic mean of ratios is dominated
+    by the few datasets whose networks shrink x100 (method.md §9). A row's own `tolerance` is
+    used, `tolerance` fills rows without one (unguarded baselines); NaN if a row has neither,
+    or the frame is empty.
+    """
+    check_tolerance(tolerance, "score tolerance")
+    return _score_of(pd.Series(_scored_reductions(frame, tolerance), dtype=float))
+
+
 def summarise(frame: pd.DataFrame, by: str | None = None, tolerance: float | None = None) -> pd.DataFrame:
     """Per method and configuration (and per `by`, e.g. dataset): reductions and accuracy changes.
 
     `within_tol` is the share of networks whose test accuracy fell by no more than the row's
-    tolerance (or `tolerance` for rows without one, such as baselines).
+    tolerance (or `tolerance` for rows without one, such as baselines); `score` is `score()` of
+    the group.
     """
     check_tolerance(tolerance, "summary tolerance")
     if by is not None and by not in RESULT_COLUMNS:
         raise ConfigError(f"summary --by must be a result column such as 'dataset' or 'role', got {by!r}")
     keys = ["method", "config_label"] + ([by] if by else [])
     frame = frame.copy()
-    tol = frame["tolerance"].astype(float)
-    if tolerance is not None:
-        tol = tol.fillna(tolerance)
-    frame["_within"] = np.where(tol.isna(), np.nan, (frame["delta_acc_pp"] >= -tol).astype(float))
+    frame["_within"] = _within(frame, tolerance)
+    frame["_scored"] = _scored_reductions(frame, tolerance)
     grouped = frame.groupby(keys, sort=True, dropna=False)
     out = grouped.agg(
         networks=("network_id", "nunique"),
@@ -43,6 +78,7 @@ def summarise(frame: pd.DataFrame, by: str | None = None, tolerance: float | Non
         median_dacc_pp=("delta_acc_pp", "median"),
         within_tol=("_within", "mean"),
         mean_seconds=("seconds", "mean"),
+        score=("_scored", _score_of),
     )
     return out.reset_index()
 
