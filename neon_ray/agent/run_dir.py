@@ -2,6 +2,7 @@
 
     RUN/config.json           the resolved AgentTrainConfig + the protocol's network selection
     RUN/progress.csv          one row per training iteration (PROGRESS_COLUMNS)
+    RUN/tensorboard/          TensorBoard event files, one step per iteration (diagnostics.py)
     RUN/checkpoints/iter_NNNNNN/   algo.save_to_path() checkpoints (the newest `keep_checkpoints`), each
                               with policy.json + policy.pt: the policy in a format that runs no code
     RUN/checkpoints/latest    JSON pointer to the newest complete checkpoint (atomically replaced)
@@ -32,6 +33,7 @@ CONFIG_FILE = "config.json"
 PROGRESS_FILE = "progress.csv"
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
+TENSORBOARD = "tensorboard"
 PROGRESS_COLUMNS = ("iteration", "episodes_total", "episodes", "env_steps", "return_mean", "reduction_mean",
                     "reduction_geomean", "acc_change_pp_mean", "warmup", "seconds", "time_total_s")
 
@@ -57,6 +59,10 @@ class RunDir:
     @property
     def checkpoints(self) -> Path:
         return self.root / CHECKPOINTS
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / TENSORBOARD
 
     def latest(self) -> dict | None:
         """The newest checkpoint's pointer {checkpoint, iteration, episodes}, or None."""
@@ -129,7 +135,9 @@ class RunDir:
             shutil.rmtree(path, ignore_errors=True)
 
     def clear_checkpoints(self) -> None:
-        """Remove the checkpoint folders and pointer a run left (before starting it again from scratch)."""
+        """Remove the checkpoint folders, pointer and event files a run left (before starting it again from scratch)."""
+        if self.tensorboard.is_dir() and not self.tensorboard.is_symlink():  # its curves belong to the abandoned run
+            shutil.rmtree(self.tensorboard, ignore_errors=True)
         if not self.checkpoints.is_dir():
             return
         for path in list(self.checkpoints.glob("iter_*")) + list(self.checkpoints.glob(".iter_*.tmp")):

@@ -9,7 +9,13 @@ Nothing is written before every setting, the zoo selection and the CPU budget we
 `protocols.select_networks`: protocol A without a holdout, B with one. The environment gets
 the training network IDs as a typed `EnvConfig`, turned into RLlib's `env_config` dict here;
 it spreads their datasets over the EnvRunners by worker index and each runner loads (and
-caches) only its own datasets. Per-iteration figures come from `callbacks.py`.
+caches) only its own datasets. Per-iteration figures come from `callbacks.py` and go to
+progress.csv and, with the learner's losses, to TensorBoard (`diagnostics.py`).
+
+A lost EnvRunner (a memory kill, a lost node) does not end a run: RLlib restarts it
+(`fault_tolerance(restart_failed_env_runners=True)`), and iterations that sample nothing while
+it comes back (RLlib waits `delay_between_env_runner_restarts_s` first) are waited out, up to
+`MAX_RESTART_WAIT_S`, instead of counting as sampling timeouts.
 
 Progress (the run, then one line per iteration) goes to this module's logger at INFO; the CLI
 prints `neon_ray` INFO messages as plain lines on stderr.
@@ -30,6 +36,7 @@ from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_EPISODES_LIFETIME
 from neon_ray.agent.algos import make_algo_config
 from neon_ray.agent.callbacks import PruningMetricsCallback, count_metric, progress_row
 from neon_ray.agent.config import AgentTrainConfig
+from neon_ray.agent.diagnostics import TrainingBoard
 from neon_ray.agent.export import export_from_algo, has_export
 from neon_ray.agent.protocols import Selection, select_networks
 from neon_ray.agent.run_dir import RunDir, check_run, prepare_run
@@ -46,6 +53,9 @@ MAX_EMPTY_ITERATIONS = 3
 # CPUs of the algorithm's main process (which also hosts the learner); EnvRunners share the rest.
 MAIN_PROCESS_CPUS = 0.5
 SAMPLE_TIMEOUT_S = 1800.0
+# How long empty iterations are waited out while RLlib restarts lost EnvRunners, and how often they are checked.
+MAX_RESTART_WAIT_S = 900.0
+RESTART_POLL_S = 5.0
 
 
 def algo_config(cfg: AgentTrainConfig, network_ids: Sequence[str], *, num_cpus_for_main_process: float = MAIN_PROCESS_CPUS,
@@ -65,7 +75,8 @@ def algo_config(cfg: AgentTrainConfig, network_ids: Sequence[str], *, num_cpus_f
         num_cpus_per_learner=num_cpus_for_main_process, num_cpus_per_env_runner=num_cpus_per_env_runner,
         cpu_budget=cpu_budget, warmup_episodes=cfg.warmup_episodes,
     )
-    return config.callbacks(PruningMetricsCallback)
+    # RLlib's default too, but a run must not end with a lost runner if that default changes
+    return config.callbacks(PruningMetricsCallback).fault_tolerance(restart_failed_env_runners=True)
 
 
 def runner_cpus(total_cpus: float, num_env_runners: int, main: float = MAIN_PROCESS_CPUS) -> float:
@@ -135,7 +146,9 @@ def train_agent(cfg: AgentTrainConfig, address: str | None = None, resume: bool 
                 _restore(algo, run, pointer, resolved.algo)
             if progress:
                 _announce(resolved, selection, run, algo)
-            checkpoint = _train_loop(algo, resolved, run, progress)
+            # a resumed run's new event file hides what the old ones hold from here on (cf. truncate_progress)
+            with TrainingBoard(run.tensorboard, resolved.episode, first_iteration=algo.iteration + 1) as board:
+                checkpoint = _train_loop(algo, resolved, run, board, progress)
         finally:
             algo.stop()
     history = pd.read_csv(run.progress_path)
@@ -175,9 +188,9 @@ def _announce(cfg: AgentTrainConfig, selection: Selection, run: RunDir, algo) ->
     log.info(f"{'iter':>5} {'episodes':>9} {'return':>9} {'reduction':>9} {'acc pp':>8} {'sec':>6}")
 
 
-def _train_loop(algo, cfg: AgentTrainConfig, run: RunDir, progress: bool) -> Path:
+def _train_loop(algo, cfg: AgentTrainConfig, run: RunDir, board: TrainingBoard, progress: bool) -> Path:
     saved_at = algo.iteration if run.latest() else -1
-    empty = 0
+    empty, waited = 0, 0.0
     time_total = _last_time_total(run)
     while _episodes_done(algo) < cfg.episodes:
         t0 = time.perf_counter()
@@ -185,13 +198,20 @@ def _train_loop(algo, cfg: AgentTrainConfig, run: RunDir, progress: bool) -> Pat
         seconds = time.perf_counter() - t0
         time_total += seconds
         row = progress_row(result, algo.iteration, _episodes_done(algo), seconds, time_total)
-        empty = empty + 1 if row["episodes"] == 0 else 0
-        if empty >= MAX_EMPTY_ITERATIONS:
+        lost = _lost_runners(algo)
+        empty = empty + 1 if row["episodes"] == 0 and not lost else 0
+        waited = waited + RESTART_POLL_S if row["episodes"] == 0 and lost else 0.0
+        if empty >= MAX_EMPTY_ITERATIONS or waited > MAX_RESTART_WAIT_S:
             raise NeonRayError(
                 f"no episode finished in {empty} training iterations: a pruning episode takes longer than "
                 f"sample_timeout_s={SAMPLE_TIMEOUT_S:g} s, or the EnvRunners failed (see the Ray logs)"
+                if empty else f"{lost} EnvRunner(s) lost and not back after {MAX_RESTART_WAIT_S:g} s (see the Ray logs)"
             )
         run.append_progress(row)
+        board.write(result, row)
+        if waited:
+            log.warning(f"{lost} EnvRunner(s) lost: waiting for RLlib to restart them")
+            time.sleep(RESTART_POLL_S)
         if progress:
             log.info(_row_line(row))
         if algo.iteration % cfg.checkpoint_every == 0:
@@ -200,6 +220,12 @@ def _train_loop(algo, cfg: AgentTrainConfig, run: RunDir, progress: bool) -> Pat
     if saved_at != algo.iteration:
         run.save_checkpoint(algo, algo.iteration, _episodes_done(algo), cfg.keep_checkpoints, cfg.algo)
     return run.latest_checkpoint()
+
+
+def _lost_runners(algo) -> int:
+    """Remote EnvRunners now unhealthy (being restarted by RLlib)."""
+    group = algo.env_runner_group
+    return group.num_remote_workers() - group.num_healthy_remote_workers()
 
 
 def _last_time_total(run: RunDir) -> float:
