@@ -29,7 +29,7 @@ from neon_ray.baselines.pruners import METHODS, run_baseline
 from neon_ray.errors import ConfigError
 from neon_ray.nets.checks import check_int
 from neon_ray.nets.spec import MAX_LAYERS, MAX_WIDTH, SamplerConfig
-from neon_ray.nets.training import MAX_EPOCHS, TrainConfig
+from neon_ray.nets.training import MAX_EPOCHS
 from neon_ray.pruning.tolerance import parse_tolerance
 from neon_ray.results.report import write_report
 from neon_ray.results.store import read_results
@@ -37,7 +37,7 @@ from neon_ray.results.summary import summarise
 from neon_ray.runtime.files import atomic_write_text, check_output_dir
 from neon_ray.runtime.ray_session import ray_session
 from neon_ray.zoo.build import build_zoo
-from neon_ray.zoo.config import MAX_NETWORKS, MAX_SEED, ZooConfig
+from neon_ray.zoo.config import MAX_NETWORKS, MAX_SEED, ZooConfig, zoo_train_config
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def zoo_config(cfg: PipelineConfig) -> ZooConfig:
         test_networks=cfg.test_networks,
         seed=cfg.seed,
         sampler=SamplerConfig(max_layers=cfg.max_layers, widths=cfg.widths),
-        train=TrainConfig(max_epochs=cfg.zoo_epochs),
+        train=zoo_train_config(max_epochs=cfg.zoo_epochs),  # plateau schedule and settle phase, as `zoo build`
     )
 
 

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Callable
 
 from neon_ray.nets.spec import SamplerConfig
-from neon_ray.nets.training import TrainConfig
 from neon_ray.runtime import ray_session as raysession
 from neon_ray.zoo.build import build_zoo
-from neon_ray.zoo.config import ZooConfig
+from neon_ray.zoo.config import ZooConfig, zoo_train_config
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +30,7 @@ def measure_zoo_build(data_dir: str, dataset: str, networks: int, workers: tuple
     results = {}
     with raysession.ray_session(num_cpus=max(workers)), tempfile.TemporaryDirectory() as tmp:
         base = ZooConfig(out="", datasets=(dataset,), data_dir=data_dir, networks=networks,
-                         test_networks=networks // 5, sampler=sampler, train=TrainConfig(max_epochs=max_epochs))
+                         test_networks=networks // 5, sampler=sampler, train=zoo_train_config(max_epochs=max_epochs))
         for n in workers:
             cfg = replace(base, out=str(Path(tmp) / f"w{n}"))
             start = time.perf_counter()

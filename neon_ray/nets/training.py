@@ -1,6 +1,7 @@
 """Supervised training: the one training loop (`fit`) and its config, for every network the project trains.
 
-Used for base networks of the zoo, for the fine-tuning inside each pruning step, for the magnitude
+Used for base networks of the zoo (ending with a 'settle' phase in eval mode,
+`TrainConfig.settle_epochs`), for the fine-tuning inside each pruning step, for the magnitude
 baseline and for both retraining stages of Deep Compression (through the `regulariser` and
 `after_step` hooks), and for the dense LeNets of the Deep Compression job (SGD with a cosine
 schedule). It is written for speed on CPU: tensors are batched by index (no DataLoader),
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -29,6 +30,8 @@ MAX_LR = 10.0
 """Upper bound of TrainConfig.lr and TrainConfig.weight_decay."""
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "plateau")
+SETTLED: tuple[type[nn.Module], ...] = (nn.modules.batchnorm._BatchNorm, nn.Dropout)
+"""Module types the settle phase (`TrainConfig.settle_epochs`) keeps in eval mode."""
 STOP_REASONS = ("max_epochs", "patience")
 """Why `fit` stopped: the epoch budget ran out, or `patience` epochs brought no better val loss
 (under 'plateau': at the last rate, after `lr_drops` cuts)."""
@@ -63,6 +66,17 @@ class TrainConfig:
     """'plateau' only: factor of each rate cut, in (0, 1)."""
     lr_drops: int = 3
     """'plateau' only: rate cuts before a plateau stops training."""
+    settle_epochs: int = 0
+    """After the main training, up to this many epochs of a 'settle' phase (0: none; needs `patience`):
+    the network trains in its inference regime, every BatchNorm and Dropout in eval mode (`SETTLED`:
+    running statistics fixed, affine weights still trained, no dropout), with the same optimiser,
+    schedule and early stopping restarted and the best val weights kept (the phase's epoch 0 is the
+    main training's result, so it never ends worse on val). Why: a network trained only in train
+    mode is not converged in the regime it is used and pruned in. BatchNorm statistics collected
+    behind an active Dropout are never what eval mode sees, and a pruning step's fine-tuning, which
+    runs frozen BatchNorms and most Dropouts in eval mode, then gained 10-38 pp on the unpruned
+    network (method.md §11, `zoo check`'s no-op gain); a settle phase with Dropout still on left
+    most of that gain. Networks with neither module skip it (there it is the main training again)."""
 
     def __post_init__(self) -> None:
         """Refuse out-of-range settings (ConfigError naming the field, value and allowed range)."""
@@ -85,6 +99,9 @@ class TrainConfig:
         if self.lr_factor == 1:
             raise ConfigError("TrainConfig.lr_factor must be below 1 (1 never cuts the rate), got 1")
         check_int("TrainConfig.lr_drops", self.lr_drops, 0, 64)
+        check_int("TrainConfig.settle_epochs", self.settle_epochs, 0, MAX_EPOCHS)
+        if self.settle_epochs and self.patience is None:
+            raise ConfigError(f"TrainConfig.settle_epochs {self.settle_epochs} needs a patience (the phase keeps its best val weights), got patience None")
         if self.lr_schedule == "plateau" and self.patience is None:
             raise ConfigError("TrainConfig.lr_schedule 'plateau' needs a patience (it cuts the rate on val plateaus), got patience None")
 
@@ -105,6 +122,10 @@ class FitResult:
     """Wall time."""
     stop_reason: str
     """One of STOP_REASONS: 'max_epochs' (the budget ran out, also for a fixed budget) or 'patience'."""
+    settle_epochs: int
+    """Epochs of the settle phase (`TrainConfig.settle_epochs`; 0: none ran); `epochs` excludes them."""
+    settle_best_epoch: int
+    """Settle epoch whose weights were kept (0: the main training's)."""
 
 
 @torch.no_grad()
@@ -131,6 +152,7 @@ def fit(
     params: list[nn.Parameter] | None = None,
     regulariser: Callable[[], torch.Tensor] | None = None,
     after_step: Callable[[], None] | None = None,
+    frozen: tuple[type[nn.Module], ...] = (),
 ) -> FitResult:
     """Train `model` (or only `params`, which must be its parameters) to minimise cross-entropy on `train`.
 
@@ -141,10 +163,28 @@ def fit(
     since evaluation and the kept weights read the model. Row order and Dropout masks depend on
     `seed` alone: the global RNG is forked and seeded, so a network trains the same whichever
     tasks ran before it in the same worker process. The model is left in eval mode.
+
+    `frozen` lists module types kept in eval mode while the rest trains: a frozen BatchNorm
+    normalises with its running statistics and keeps them (its affine weights train if among
+    `params`), a frozen Dropout passes its input through. With `cfg.settle_epochs`, the settle
+    phase follows the main training: the same loop again with `frozen=SETTLED` (skipped when
+    `model` has no module of those types).
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _fit(model, train, val, cfg, seed, params, regulariser, after_step)
+        gen = torch.Generator().manual_seed(seed)
+        hooks = (params, regulariser, after_step)
+        result = _fit(model, train, val, cfg, gen, *hooks, frozen)
+        if not cfg.settle_epochs or not _modules_of(model, SETTLED):
+            return result
+        settle = _fit(model, train, val, replace(cfg, max_epochs=cfg.settle_epochs), gen, *hooks, SETTLED)
+    return replace(result, best_val_loss=settle.best_val_loss, val_acc=settle.val_acc,
+                   seconds=result.seconds + settle.seconds, settle_epochs=settle.epochs,
+                   settle_best_epoch=settle.best_epoch)
+
+
+def _modules_of(model: nn.Module, kinds: tuple[type[nn.Module], ...]) -> list[nn.Module]:
+    return [m for m in model.modules() if kinds and isinstance(m, kinds)]
 
 
 def _optimizer(params: list[torch.Tensor], cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -168,9 +208,11 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, n_rows: int):
     return None
 
 
-def _epoch(model, X, y, cfg: TrainConfig, gen, opt, sched, regulariser, after_step) -> None:
-    """One pass over a fresh random order of the training rows (at most cfg.max_train_rows)."""
+def _epoch(model, X, y, cfg: TrainConfig, gen, opt, sched, regulariser, after_step, frozen) -> None:
+    """One pass over a fresh random order of the training rows (at most cfg.max_train_rows), `frozen` modules in eval mode."""
     model.train()
+    for module in frozen:
+        module.eval()
     order = torch.randperm(len(X), generator=gen)
     if cfg.max_train_rows is not None:
         order = order[: cfg.max_train_rows]
@@ -194,15 +236,15 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _fit(model, train, val, cfg: TrainConfig, seed: int, params, regulariser, after_step) -> FitResult:
+def _fit(model, train, val, cfg: TrainConfig, gen, params, regulariser, after_step, kinds) -> FitResult:
     start = time.perf_counter()
     params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
     opt = _optimizer(params, cfg)
     sched = _scheduler(opt, cfg, len(train[0]))
-    gen = torch.Generator().manual_seed(seed)
+    frozen = _modules_of(model, kinds)
 
     def run_epoch() -> None:
-        _epoch(model, *train, cfg, gen, opt, sched, regulariser, after_step)
+        _epoch(model, *train, cfg, gen, opt, sched, regulariser, after_step, frozen)
 
     if cfg.patience is None:  # a fixed budget: validation only scores the final weights
         for _ in range(cfg.max_epochs):
@@ -212,7 +254,7 @@ def _fit(model, train, val, cfg: TrainConfig, seed: int, params, regulariser, af
     else:
         epochs, best_epoch, best_loss, best_acc, reason = _early_stopping(model, val, cfg, opt, run_epoch)
     model.eval()
-    return FitResult(epochs, best_epoch, best_loss, best_acc, time.perf_counter() - start, reason)
+    return FitResult(epochs, best_epoch, best_loss, best_acc, time.perf_counter() - start, reason, 0, 0)
 
 
 def _early_stopping(model, val, cfg: TrainConfig, opt, run_epoch) -> tuple[int, int, float, float, str]:

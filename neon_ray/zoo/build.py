@@ -85,6 +85,8 @@ def train_planned(plan: dict, data, train_cfg: TrainConfig) -> tuple[dict, dict]
         "epochs": result.epochs,
         "best_epoch": result.best_epoch,
         "stop_reason": result.stop_reason,
+        "settle_epochs": result.settle_epochs,
+        "settle_best_epoch": result.settle_best_epoch,
         "train_seconds": result.seconds,
     }
     return {k: v.clone() for k, v in model.state_dict().items()}, row

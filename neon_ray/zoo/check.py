@@ -130,7 +130,7 @@ def check_zoo(
 
 
 def _row(manifest_row: dict, gains: dict, reference: float | None) -> dict:
-    keep = ("network_id", "dataset", "role", "arch", "epochs", "best_epoch", "stop_reason")
+    keep = ("network_id", "dataset", "role", "arch", "epochs", "best_epoch", "stop_reason", "settle_epochs")
     row = {k: _plain(manifest_row.get(k)) for k in keep}
     return {**row, **gains, "reference_test_acc": reference}
 

@@ -81,3 +81,35 @@ def test_stop_reasons_and_plateau_schedule():
 def test_config_refuses_bad_plateau_settings(kw, field):
     with pytest.raises(ConfigError, match=f"TrainConfig.{field}"):
         TrainConfig(**kw)
+
+
+def test_frozen_modules_stay_in_eval_mode_while_the_rest_trains():
+    model = build_mlp(ArchSpec(4, 2, (16, 8), ("relu", "relu"), ("dropout", "batchnorm")), seed=0)
+    bn = model.blocks[1].pre
+    stats = (bn.running_mean.clone(), bn.running_var.clone(), bn.weight.detach().clone())
+    fit(model, data(), data(60, 1), TrainConfig(max_epochs=3, patience=None, batch_size=16),
+        frozen=(torch.nn.BatchNorm1d, torch.nn.Dropout))
+    assert torch.equal(bn.running_mean, stats[0]) and torch.equal(bn.running_var, stats[1])
+    assert not torch.equal(bn.weight, stats[2])  # the affine weights still train
+
+
+def test_settle_phase_follows_the_main_training_and_never_worsens_val():
+    spec = ArchSpec(4, 2, (16, 16), ("relu", "relu"), ("dropout", "batchnorm"))
+    main = dict(max_epochs=20, patience=3, batch_size=16)
+    plain = fit(build_mlp(spec, seed=0), data(), data(60, 1), TrainConfig(**main), seed=0)
+    model = build_mlp(spec, seed=0)
+    settled = fit(model, data(), data(60, 1), TrainConfig(**main, settle_epochs=20), seed=0)
+    assert settled.epochs == plain.epochs and settled.best_epoch == plain.best_epoch  # same main phase
+    assert 1 <= settled.settle_epochs <= 20 and plain.settle_epochs == 0
+    assert settled.best_val_loss <= plain.best_val_loss == pytest.approx(plain.best_val_loss)
+    assert evaluate(model, *data(60, 1))[0] == settled.best_val_loss and not model.training
+    # with neither BatchNorm nor Dropout, eval mode is train mode: no settle phase
+    none = ArchSpec(4, 2, (16,), ("relu",), ("none",))
+    assert fit(build_mlp(none, seed=0), data(), data(60, 1), TrainConfig(**main, settle_epochs=20)).settle_epochs == 0
+
+
+def test_settle_phase_needs_early_stopping():
+    with pytest.raises(ConfigError, match="TrainConfig.settle_epochs 5 needs a patience"):
+        TrainConfig(patience=None, settle_epochs=5)
+    with pytest.raises(ConfigError, match="TrainConfig.settle_epochs"):
+        TrainConfig(settle_epochs=-1)

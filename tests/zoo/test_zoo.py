@@ -10,7 +10,7 @@ from neon_ray.errors import ConfigError, NeonRayError
 from neon_ray.nets.spec import SamplerConfig
 from neon_ray.nets.training import TrainConfig
 from neon_ray.zoo.build import assign_roles, build_zoo, plan_networks
-from neon_ray.zoo.config import ZooConfig, network_id
+from neon_ray.zoo.config import ZooConfig, network_id, zoo_train_config
 from neon_ray.zoo.store import open_zoo
 
 TINY = dict(
@@ -81,7 +81,7 @@ def test_opening_a_non_zoo_is_a_clear_error(tmp_path):
 
 
 def test_a_zoo_written_before_new_training_settings_stays_extendable(tmp_path):
-    """Settings added to TrainConfig later (optimizer, schedule) default to the old behaviour."""
+    """Settings added to TrainConfig later (optimizer, schedule, settle phase) default to the old behaviour."""
     import json
 
     from neon_ray.zoo.store import ZOO_FILE, check_zoo_file, write_zoo_file
@@ -90,9 +90,19 @@ def test_a_zoo_written_before_new_training_settings_stays_extendable(tmp_path):
     write_zoo_file(cfg)
     path = tmp_path / ZOO_FILE
     doc = json.loads(path.read_text())
-    for key in ("optimizer", "momentum", "lr_schedule", "lr_factor", "lr_drops"):
+    for key in ("optimizer", "momentum", "lr_schedule", "lr_factor", "lr_drops", "settle_epochs"):
         doc["identity"]["train"].pop(key)
     path.write_text(json.dumps(doc))
     (tmp_path / "sklearn_wine" / "networks").mkdir(parents=True)
     (tmp_path / "sklearn_wine" / "networks" / "sklearn_wine__s0__n000.json").write_text("{}")
     assert check_zoo_file(cfg)["identity"] == json.loads(json.dumps(cfg.identity()))
+
+
+def test_zoo_training_ends_with_a_settle_phase_recorded_in_the_manifest(tmp_path):
+    assert zoo_train_config().settle_epochs == 100 and zoo_train_config(max_epochs=5).settle_epochs == 5
+    assert zoo_train_config(max_epochs=5, settle_epochs=0).settle_epochs == 0
+    dropout = SamplerConfig(max_layers=1, widths=(8,), pre_probs={"dropout": 1.0}, act_probs={"relu": 1.0})
+    cfg = ZooConfig(out=str(tmp_path), datasets=("sklearn:wine",), networks=1, test_networks=0, sampler=dropout,
+                    train=zoo_train_config(max_epochs=4, patience=2))
+    row = build_zoo(cfg, progress=False, in_process=True).iloc[0]
+    assert 1 <= row["settle_epochs"] <= 4 and 0 <= row["settle_best_epoch"] <= row["settle_epochs"]
