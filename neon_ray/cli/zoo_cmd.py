@@ -49,7 +49,8 @@ def register(sub) -> None:
                        help=f"hidden widths to draw from, each 1 to {MAX_WIDTH} (default 100,200,...,1000)")
     build.add_argument("--max-layers", type=int_in(1, MAX_LAYERS), default=6, help=f"most hidden layers, 1 to {MAX_LAYERS} (default 6)")
     build.add_argument("--max-epochs", type=int_in(1, MAX_EPOCHS), default=None,
-                       help=f"training epochs at most, 1 to {MAX_EPOCHS} (default 400; early stopping on val)")
+                       help=f"training epochs at most, 1 to {MAX_EPOCHS} (default 400; early stopping on val); then a settle phase "
+                       "of up to min(100, max-epochs) epochs in eval mode (BatchNorm statistics fixed, Dropout off)")
     build.add_argument("--patience", type=int_in(1, MAX_EPOCHS), default=None,
                        help="epochs without a better val loss before the rate is halved or, after 3 cuts, training stops, "
                        ">= 1 (default 10)")
