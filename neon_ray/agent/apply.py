@@ -12,8 +12,8 @@ Which networks, by default (method.md §8): protocol B (the run has held-out dat
 every network of the held-out datasets; protocol A prunes the test-role networks of the run's
 datasets. `datasets` / `role` override that.
 
-On Ray every task loads the policy itself from the run's latest checkpoint directory (once per
-worker process); the policy needs no cluster, only the path, so on a multi-node cluster RUN must
+On Ray every task loads the policy itself from the run's agent checkpoint directory (`best`,
+else `latest`; once per worker process); the policy needs no cluster, only the path, so on a multi-node cluster RUN must
 be on a filesystem the nodes share. Only the checkpoint's pickle-free export (policy.json +
 policy.pt, see export.py) is read, never RLlib's pickles. Actions are greedy (the most likely keep-rate) unless
 `greedy=False`, which samples them with a per-network seed. The guard is on by default: the network
@@ -97,20 +97,26 @@ def prune_one(policy, model, dataset, episode: EpisodeConfig, *, greedy: bool = 
 
 def agent_pruner(run_dir: str | Path, tolerance: float | None = None, greedy: bool = True, seed: int = 0,
                  guard: bool = True):
-    """(EpisodePruner for the run's latest checkpoint, the run's AgentTrainConfig).
+    """(EpisodePruner for the run's agent checkpoint (`best`, else `latest`), the run's AgentTrainConfig).
 
     Loads the policy once here, so a bad run directory fails before any task starts.
     """
     run_dir = Path(run_dir).expanduser().resolve()
     checkpoint, cfg = agent_checkpoint(run_dir)
     load_policy(checkpoint)  # the export is complete and readable
+    return checkpoint_pruner(checkpoint, cfg, run_dir, tolerance, greedy, seed, guard), cfg
+
+
+def checkpoint_pruner(checkpoint: Path, cfg: AgentTrainConfig, run_dir: Path, tolerance: float | None = None,
+                      greedy: bool = True, seed: int = 0, guard: bool = True) -> EpisodePruner:
+    """The EpisodePruner of one checkpoint directory of run `run_dir` (trained with `cfg`)."""
     episode = trained_episode(cfg, tolerance)
     label = (f"a={episode.tolerance:g} loops={episode.loops}" + ("" if greedy else f" sample seed={seed}")
              + (" guard" if guard else ""))
     extra = {"agent": str(run_dir), "checkpoint": checkpoint.name, "greedy": greedy, "algo": cfg.algo}
     pruner = EpisodePruner(f"neon-{cfg.algo}", label, episode, PolicyChooser(checkpoint, greedy, seed),
                            tolerance=episode.tolerance, seed=seed, config=extra, guard=guard)
-    return pruner, cfg
+    return pruner
 
 
 def default_networks(zoo, cfg, datasets: list[str] | None = None, role: str | None = None) -> pd.DataFrame:

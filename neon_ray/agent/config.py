@@ -19,7 +19,7 @@ from typing import Sequence
 import pandas as pd
 
 from neon_ray.agent.export import ALGOS
-from neon_ray.agent.protocols import Selection
+from neon_ray.agent.protocols import Selection, select_networks
 from neon_ray.errors import ConfigError
 from neon_ray.nets.checks import check_int, check_number
 from neon_ray.pruning.episode_config import EnvConfig, EpisodeConfig
@@ -83,6 +83,10 @@ class AgentTrainConfig:
     """How many of the newest checkpoints to keep."""
     seed: int = 0
     """Seed of the agent's initial weights, network order, tolerance draws and fine-tuning."""
+    validation_datasets: tuple[str, ...] = ()
+    """Datasets the checkpoints are scored on (never trained on, not in holdout); empty: no validation."""
+    validate_every: int = 0
+    """Score the policy on validation_datasets every this many iterations (at a checkpoint); 0: never."""
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
@@ -106,10 +110,44 @@ class AgentTrainConfig:
             check_number("AgentTrainConfig.lr", self.lr, 0, None, lo_open=True)
         check_number("AgentTrainConfig.gamma", self.gamma, 0, 1, lo_open=True)
         check_number("AgentTrainConfig.entropy_coeff", self.entropy_coeff, 0, None)
-        if isinstance(self.holdout, str) or (self.datasets is not None and isinstance(self.datasets, str)):
-            raise ConfigError("datasets and holdout must be lists of dataset names, not a single string")
+        if isinstance(self.holdout, str) or (self.datasets is not None and isinstance(self.datasets, str)) \
+                or isinstance(self.validation_datasets, str):
+            raise ConfigError("datasets, holdout and validation_datasets must be lists of dataset names, not a single string")
+        self._check_validation()
+
+    def _check_validation(self) -> None:
+        check_int("AgentTrainConfig.validate_every", self.validate_every, 0)
+        val = list(self.validation_datasets)
+        if bool(val) != bool(self.validate_every):
+            raise ConfigError(f"validation needs both validation_datasets (got {val}) and validate_every >= 1 "
+                              f"(got {self.validate_every}): give both or neither")
+        for what, names in (("holdout", self.holdout), ("datasets", self.datasets or ())):
+            both = sorted(set(val) & set(names))
+            if both:
+                raise ConfigError(f"validation_datasets {both} are also in {what}: validation datasets are never "
+                                  f"trained on{' nor tested on' if what == 'holdout' else ''}; choose disjoint datasets")
 
     # ------------------------------------------------------------------ resolution
+
+    def select(self, zoo_or_manifest) -> Selection:
+        """`protocols.select_networks` for this run, with the validation datasets left out of training.
+
+        What is reported on (eval_datasets/eval_ids) is the protocol's as without validation.
+        """
+        selection = select_networks(zoo_or_manifest, self.datasets, self.holdout)
+        if not self.validation_datasets:
+            return selection
+        manifest = zoo_or_manifest.manifest() if hasattr(zoo_or_manifest, "manifest") else zoo_or_manifest
+        known = sorted(set(manifest["dataset"]))
+        unknown = [d for d in self.validation_datasets if d not in known]
+        if unknown:
+            raise ConfigError(f"validation_datasets: {unknown} not in the zoo, which has datasets {known}")
+        left = sorted(set(selection.train_datasets) - set(self.validation_datasets))
+        if not left:
+            raise ConfigError(f"validation_datasets {sorted(self.validation_datasets)} cover every training dataset "
+                              f"{list(selection.train_datasets)}: nothing is left to train on")
+        trained = select_networks(manifest, left)
+        return replace(selection, train_datasets=trained.train_datasets, train_ids=trained.train_ids)
 
     def resolved_reward_params(self) -> dict:
         """The reward parameters, with the default scale filled in for NEON's rewards."""
@@ -157,7 +195,7 @@ class AgentTrainConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"agent config: unknown key(s) {unknown}, accepted: {sorted(known)}")
-        for key in ("datasets", "holdout", "hidden"):
+        for key in ("datasets", "holdout", "hidden", "validation_datasets"):
             if isinstance(d.get(key), list):
                 d[key] = tuple(d[key])
         if isinstance(d.get("episode"), dict):

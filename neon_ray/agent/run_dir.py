@@ -6,8 +6,11 @@
     RUN/checkpoints/iter_NNNNNN/   algo.save_to_path() checkpoints (the newest `keep_checkpoints`), each
                               with policy.json + policy.pt: the policy in a format that runs no code
     RUN/checkpoints/latest    JSON pointer to the newest complete checkpoint (atomically replaced)
+    RUN/checkpoints/best      with validation: JSON pointer to the checkpoint of the highest val_score
+                              (kept however old; progress.csv's val_score column has every score)
 
-Applying an agent (`load_agent`, `prune`) reads only config.json, the pointer and policy.json +
+Applying an agent (`load_agent`, `prune`) reads only config.json, a pointer (`best` if there is
+one, else `latest`) and policy.json +
 policy.pt (see export.py); resuming training restores RLlib's own checkpoint, which unpickles
 files: trusted runs only. `check_run` says what a configuration may do with a directory before
 anything is written; a run directory without a completed checkpoint is started again from
@@ -33,9 +36,10 @@ CONFIG_FILE = "config.json"
 PROGRESS_FILE = "progress.csv"
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
+BEST = "best"
 TENSORBOARD = "tensorboard"
 PROGRESS_COLUMNS = ("iteration", "episodes_total", "episodes", "env_steps", "return_mean", "reduction_mean",
-                    "reduction_geomean", "acc_change_pp_mean", "warmup", "seconds", "time_total_s")
+                    "reduction_geomean", "acc_change_pp_mean", "warmup", "seconds", "time_total_s", "val_score")
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,37 @@ class RunDir:
 
     def latest(self) -> dict | None:
         """The newest checkpoint's pointer {checkpoint, iteration, episodes}, or None."""
-        path = self.checkpoints / LATEST
+        return self._pointer(LATEST)
+
+    def best(self) -> dict | None:
+        """The best-validated checkpoint's pointer {checkpoint, iteration, episodes, val_score}, or None."""
+        return self._pointer(BEST)
+
+    def agent_checkpoint_path(self) -> Path:
+        """The checkpoint an agent is applied from: `best` when validation wrote one, else `latest`."""
+        pointer = self.best()
+        return self.checkpoints / pointer["checkpoint"] if pointer else self.latest_checkpoint()
+
+    def set_best(self, iteration: int, episodes: int, val_score: float, keep: int) -> None:
+        """Point `best` at iteration's checkpoint, then prune what it no longer protects."""
+        name = f"iter_{iteration:06d}"
+        if not (self.checkpoints / name).is_dir():
+            raise CheckpointError(f"{self.checkpoints / name}: no such checkpoint to mark as best")
+        atomic_write_text(self.checkpoints / BEST, json.dumps(
+            {"checkpoint": name, "iteration": iteration, "episodes": episodes, "val_score": val_score}))
+        latest = self.latest()
+        self._prune(keep, latest["checkpoint"] if latest else name)
+
+    def set_val_score(self, iteration: int, val_score: float) -> None:
+        """Record iteration's validation score in its progress.csv row (the file is rewritten atomically)."""
+        rows = self.progress_rows()
+        for row in rows:
+            if int(row["iteration"]) == iteration:
+                row["val_score"] = val_score
+        self.write_progress(rows)
+
+    def _pointer(self, kind: str) -> dict | None:
+        path = self.checkpoints / kind
         if not path.is_file():
             return None
         try:
@@ -130,9 +164,12 @@ class RunDir:
         return final
 
     def _prune(self, keep: int, newest: str) -> None:
+        """Keep the newest `keep` checkpoints, and the best one however old."""
+        best = self.best()
         older = sorted(p for p in self.checkpoints.glob("iter_*") if p.is_dir() and p.name != newest)
         for path in older[: max(0, len(older) - (keep - 1))]:
-            shutil.rmtree(path, ignore_errors=True)
+            if best is None or path.name != best["checkpoint"]:
+                shutil.rmtree(path, ignore_errors=True)
 
     def clear_checkpoints(self) -> None:
         """Remove the checkpoint folders, pointer and event files a run left (before starting it again from scratch)."""
@@ -144,6 +181,7 @@ class RunDir:
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
         (self.checkpoints / LATEST).unlink(missing_ok=True)
+        (self.checkpoints / BEST).unlink(missing_ok=True)
 
     def progress_rows(self) -> list[dict]:
         if not self.progress_path.is_file():
@@ -156,6 +194,10 @@ class RunDir:
         rows = [r for r in self.progress_rows() if int(r["iteration"]) <= iteration]
         self.write_progress(rows)
 
+    def _has_current_header(self) -> bool:
+        with self.progress_path.open(newline="") as fh:
+            return next(csv.reader(fh), None) == list(PROGRESS_COLUMNS)
+
     def write_progress(self, rows: list[dict]) -> None:
         buffer = io.StringIO(newline="")
         writer = csv.DictWriter(buffer, fieldnames=PROGRESS_COLUMNS)
@@ -164,8 +206,8 @@ class RunDir:
         atomic_write_text(self.progress_path, buffer.getvalue())
 
     def append_progress(self, row: dict) -> None:
-        if not self.progress_path.is_file():
-            self.write_progress([])
+        if not self.progress_path.is_file() or not self._has_current_header():
+            self.write_progress(self.progress_rows())  # new, or from before a column was added: rewritten with it
         with self.progress_path.open("a", newline="") as fh:
             csv.DictWriter(fh, fieldnames=PROGRESS_COLUMNS).writerow(row)
 
@@ -223,18 +265,20 @@ def _differences(saved: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 def agent_checkpoint(run_dir: str | Path) -> tuple[Path, AgentTrainConfig]:
-    """(The run's latest checkpoint directory, the run's configuration), read once, paths absolute."""
+    """(The run's agent checkpoint directory: `best` if validated, else `latest`; the run's configuration), paths absolute."""
     run = RunDir(run_dir)
     if not run.root.is_dir():
         raise CheckpointError(f"{run.root}: no such agent run directory")
     cfg = run.read_config()
-    return run.latest_checkpoint(), cfg
+    return run.agent_checkpoint_path(), cfg
 
 
 def load_agent(run_dir: str | Path, *, seed: int | None = None) -> tuple[LoadedPolicy, AgentTrainConfig]:
-    """The latest checkpoint's policy and the run's configuration; needs no Ray cluster.
+    """The run's agent (its policy) and the run's configuration; needs no Ray cluster.
 
-    Reads only RUN/config.json, the `latest` pointer and the checkpoint's policy.json + policy.pt
+    The agent is the checkpoint RUN/checkpoints/best names when the run was validated
+    (`validate_every`: the highest validation score), else the one RUN/checkpoints/latest names
+    (the newest). Reads only RUN/config.json, that pointer and the checkpoint's policy.json + policy.pt
     (see export.py): nothing that can run code. A checkpoint without that export is refused.
     """
     checkpoint, cfg = agent_checkpoint(run_dir)

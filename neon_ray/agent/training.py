@@ -6,7 +6,8 @@
 
 Nothing is written before every setting, the zoo selection and the CPU budget were checked
 (the run directory's files and rules: run_dir.py). Networks come from
-`protocols.select_networks`: protocol A without a holdout, B with one. The environment gets
+`AgentTrainConfig.select` (`protocols.select_networks`, minus the validation datasets): protocol A
+without a holdout, B with one. The environment gets
 the training network IDs as a typed `EnvConfig`, turned into RLlib's `env_config` dict here;
 it spreads their datasets over the EnvRunners by worker index and each runner loads (and
 caches) only its own datasets. Per-iteration figures come from `callbacks.py` and go to
@@ -16,6 +17,14 @@ A lost EnvRunner (a memory kill, a lost node) does not end a run: RLlib restarts
 (`fault_tolerance(restart_failed_env_runners=True)`), and iterations that sample nothing while
 it comes back (RLlib waits `delay_between_env_runner_restarts_s` first) are waited out, up to
 `MAX_RESTART_WAIT_S`, instead of counting as sampling timeouts.
+
+Validation (`validation_datasets`, `validate_every`): every `validate_every` iterations, and at
+the final checkpoint, the checkpoint just saved prunes every network of the validation datasets
+(greedy, guard on) at the validation tolerances: the run's tolerance if fixed, else 1, 5 and 50
+pp clipped into its range (`validation_tolerances`). Its score is `results.summary.score` per
+tolerance, geometric mean over them; it goes to progress.csv's `val_score` (NaN when not
+validated), and RUN/checkpoints/best follows the highest. The episodes run one after another in
+this process: the algorithm may hold every CPU of the Ray cluster, so Ray tasks could wait forever.
 
 Progress (the run, then one line per iteration) goes to this module's logger at INFO; the CLI
 prints `neon_ray` INFO messages as plain lines on stderr.
@@ -34,17 +43,21 @@ import pandas as pd
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_EPISODES_LIFETIME
 
 from neon_ray.agent.algos import make_algo_config
+from neon_ray.agent.apply import checkpoint_pruner
 from neon_ray.agent.callbacks import PruningMetricsCallback, count_metric, progress_row
 from neon_ray.agent.config import AgentTrainConfig
 from neon_ray.agent.diagnostics import TrainingBoard
 from neon_ray.agent.export import export_from_algo, has_export
-from neon_ray.agent.protocols import Selection, select_networks
+from neon_ray.agent.protocols import Selection
 from neon_ray.agent.run_dir import RunDir, check_run, prepare_run
 from neon_ray.errors import CheckpointError, ConfigError, NeonRayError
+from neon_ray.pruning.batch import zoo_networks
 from neon_ray.pruning.env import PruningEnv
+from neon_ray.pruning.episodes import RunOptions, evaluate_network
+from neon_ray.results.summary import score
 from neon_ray.runtime.files import check_output_dir
 from neon_ray.runtime.ray_session import cluster_cpus, ray_session
-from neon_ray.zoo.store import open_zoo
+from neon_ray.zoo.store import Zoo, open_zoo
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +69,8 @@ SAMPLE_TIMEOUT_S = 1800.0
 # How long empty iterations are waited out while RLlib restarts lost EnvRunners, and how often they are checked.
 MAX_RESTART_WAIT_S = 900.0
 RESTART_POLL_S = 5.0
+# Tolerances (pp) a run trained on a tolerance range is validated at, clipped into the range: the reported ones.
+VALIDATION_TOLERANCES = (1.0, 5.0, 50.0)
 
 
 def algo_config(cfg: AgentTrainConfig, network_ids: Sequence[str], *, num_cpus_for_main_process: float = MAIN_PROCESS_CPUS,
@@ -112,6 +127,61 @@ class TrainResult:
     """progress.csv: one row per iteration."""
     seconds: float
     """Wall-clock seconds of this call."""
+    best: Path | None = None
+    """The best-validated checkpoint (the run's agent), None without validation."""
+
+
+def validation_tolerances(tolerance: float | tuple[float, float]) -> tuple[float, ...]:
+    """The tolerances a run is validated at: its own if fixed, else VALIDATION_TOLERANCES clipped into its range."""
+    if not isinstance(tolerance, tuple):
+        return (float(tolerance),)
+    lo, hi = tolerance
+    return tuple(sorted({min(max(t, lo), hi) for t in VALIDATION_TOLERANCES}))
+
+
+class Validator:
+    """Scores a run's checkpoints on every network of its validation datasets and keeps the `best` pointer."""
+
+    def __init__(self, cfg: AgentTrainConfig, zoo: Zoo, run: RunDir):
+        self.cfg, self.zoo, self.run = cfg, zoo, run
+        self.networks = zoo_networks(zoo, list(cfg.validation_datasets), "all")
+        self.tolerances = validation_tolerances(cfg.episode.tolerance)
+        self._data: dict[str, object] = {}
+        best = run.best()  # a resumed run keeps its best so far
+        self.best_score = float(best["val_score"]) if best else -math.inf
+        self.best_iteration = int(best["iteration"]) if best else None
+
+    def score(self, checkpoint: Path) -> float:
+        """Geometric mean over the validation tolerances of `score` (guarded greedy agent, one row per network)."""
+        scores = []
+        for tolerance in self.tolerances:
+            pruner = checkpoint_pruner(checkpoint, self.cfg, self.run.root, tolerance, seed=self.cfg.seed)
+            rows = []
+            for _, network in self.networks.iterrows():
+                network = network.to_dict()
+                model, _ = self.zoo.load(network["network_id"])
+                rows += evaluate_network(pruner, network, model, self._dataset(network["dataset"]), "validation",
+                                         RunOptions(timing=False)).rows
+            scores.append(score(pd.DataFrame(rows), tolerance))
+        return float(np.exp(np.mean(np.log(scores))))
+
+    def validate(self, iteration: int, episodes: int, progress: bool) -> float:
+        """Score iteration's checkpoint, record it in progress.csv, and move `best` to it if it is the best yet."""
+        value = self.score(self.run.checkpoints / f"iter_{iteration:06d}")
+        self.run.set_val_score(iteration, value)
+        if value > self.best_score:  # NaN never is
+            self.best_score, self.best_iteration = value, iteration
+            self.run.set_best(iteration, episodes, value, self.cfg.keep_checkpoints)
+        if progress:
+            log.info(f"validation at iteration {iteration}: score x{value:.3f} on {len(self.networks)} networks of "
+                     f"{', '.join(self.cfg.validation_datasets)} at a={'/'.join(f'{t:g}' for t in self.tolerances)} pp; "
+                     f"best x{self.best_score:.3f} (iteration {self.best_iteration})")
+        return value
+
+    def _dataset(self, name: str):
+        if name not in self._data:
+            self._data[name] = self.zoo.dataset(name)
+        return self._data[name]
 
 
 def train_agent(cfg: AgentTrainConfig, address: str | None = None, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -128,7 +198,7 @@ def train_agent(cfg: AgentTrainConfig, address: str | None = None, resume: bool 
     run = RunDir(cfg.out)
     check_output_dir(run.root, "run directory (--out)")
     zoo = open_zoo(cfg.zoo)
-    selection = select_networks(zoo, cfg.datasets, cfg.holdout)
+    selection = cfg.select(zoo)
     resolved = cfg.resolve(selection, zoo.manifest())
     pointer = check_run(run, resolved, resume)
     start_iteration = int(pointer["iteration"]) if pointer else 0
@@ -147,12 +217,15 @@ def train_agent(cfg: AgentTrainConfig, address: str | None = None, resume: bool 
             if progress:
                 _announce(resolved, selection, run, algo)
             # a resumed run's new event file hides what the old ones hold from here on (cf. truncate_progress)
+            validator = Validator(resolved, zoo, run) if resolved.validate_every else None
             with TrainingBoard(run.tensorboard, resolved.episode, first_iteration=algo.iteration + 1) as board:
-                checkpoint = _train_loop(algo, resolved, run, board, progress)
+                checkpoint = _train_loop(algo, resolved, run, board, progress, validator)
         finally:
             algo.stop()
     history = pd.read_csv(run.progress_path)
-    return TrainResult(run.root, checkpoint, int(algo.iteration), _episodes_done(algo), history, time.perf_counter() - start)
+    best = run.best()
+    return TrainResult(run.root, checkpoint, int(algo.iteration), _episodes_done(algo), history, time.perf_counter() - start,
+                       run.checkpoints / best["checkpoint"] if best else None)
 
 
 def _restore(algo, run: RunDir, pointer: dict, algo_name: str) -> None:
@@ -188,7 +261,8 @@ def _announce(cfg: AgentTrainConfig, selection: Selection, run: RunDir, algo) ->
     log.info(f"{'iter':>5} {'episodes':>9} {'return':>9} {'reduction':>9} {'acc pp':>8} {'sec':>6}")
 
 
-def _train_loop(algo, cfg: AgentTrainConfig, run: RunDir, board: TrainingBoard, progress: bool) -> Path:
+def _train_loop(algo, cfg: AgentTrainConfig, run: RunDir, board: TrainingBoard, progress: bool,
+                validator: Validator | None) -> Path:
     saved_at = algo.iteration if run.latest() else -1
     empty, waited = 0, 0.0
     time_total = _last_time_total(run)
@@ -214,11 +288,16 @@ def _train_loop(algo, cfg: AgentTrainConfig, run: RunDir, board: TrainingBoard, 
             time.sleep(RESTART_POLL_S)
         if progress:
             log.info(_row_line(row))
-        if algo.iteration % cfg.checkpoint_every == 0:
+        validate = validator is not None and algo.iteration % cfg.validate_every == 0
+        if algo.iteration % cfg.checkpoint_every == 0 or validate:  # validation scores a saved checkpoint's export
             run.save_checkpoint(algo, algo.iteration, row["episodes_total"], cfg.keep_checkpoints, cfg.algo)
             saved_at = algo.iteration
+            if validate:
+                validator.validate(algo.iteration, row["episodes_total"], progress)
     if saved_at != algo.iteration:
         run.save_checkpoint(algo, algo.iteration, _episodes_done(algo), cfg.keep_checkpoints, cfg.algo)
+        if validator is not None:  # the final policy may be the best
+            validator.validate(algo.iteration, _episodes_done(algo), progress)
     return run.latest_checkpoint()
 
 

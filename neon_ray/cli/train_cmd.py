@@ -21,15 +21,19 @@ examples:
   neon-ray train --zoo runs/zoo --datasets phoneme,diabetes --tolerance 1:50 --loops 4 --out runs/agent
   # protocol B: never train on nursery and kr-vs-k; two EnvRunners sampling in parallel
   neon-ray train --zoo runs/zoo --holdout nursery,kr-vs-k --runners 2 --out runs/agent-b
+  # protocol B, validated on two other datasets every 20 iterations: the best checkpoint is the agent
+  neon-ray train --zoo runs/zoo --holdout nursery,kr-vs-k --validate-on adult,credit-g --validate-every 20 --out runs/agent-v
   # continue a run with its saved settings, for more episodes in total
   neon-ray train --out runs/agent-b --resume --episodes 2000
 
 RUN/config.json holds the resolved settings, RUN/progress.csv one row per iteration
 (episodes, mean return, mean parameter reduction x, mean val accuracy change in pp), and
-RUN/checkpoints/ the checkpoints (RUN/checkpoints/latest names the newest). Each checkpoint
-also holds policy.json + policy.pt, the policy in a format that cannot run code: `neon-ray prune`
-reads only those. A run that stopped before its first checkpoint can be started again with the
-same command (it is overwritten); --resume needs a completed checkpoint.
+RUN/checkpoints/ the checkpoints (RUN/checkpoints/latest names the newest; with --validate-on,
+progress.csv has a val_score column and RUN/checkpoints/best names the best-scoring checkpoint,
+which prune and evaluate then use). Each checkpoint also holds policy.json + policy.pt, the
+policy in a format that cannot run code: `neon-ray prune` reads only those. A run that stopped
+before its first checkpoint can be started again with the same command (it is overwritten);
+--resume needs a completed checkpoint.
 """
 
 # flag dest -> AgentTrainConfig field, for flags whose value is used as given
@@ -37,8 +41,10 @@ _AGENT = {
     "zoo": "zoo", "algo": "algo", "warmup": "warmup_episodes", "batch_steps": "train_batch_size",
     "lr": "lr", "gamma": "gamma", "entropy": "entropy_coeff", "seed": "seed", "episodes": "episodes",
     "runners": "num_env_runners", "checkpoint_every": "checkpoint_every", "keep_checkpoints": "keep_checkpoints",
+    "validate_every": "validate_every",
 }
-_AGENT_TUPLES = ("datasets", "holdout", "hidden")
+_AGENT_TUPLES = ("datasets", "holdout", "hidden", "validate_on")
+_TUPLE_FIELDS = {"validate_on": "validation_datasets"}
 # flag dest -> EpisodeConfig field (the episode the agent trains in)
 _EPISODE = {
     "tolerance": "tolerance", "tolerance_sampling": "tolerance_sampling", "loops": "loops", "importance": "importance",
@@ -68,6 +74,11 @@ def register(sub) -> None:
                    help="EnvRunner processes sampling in parallel (default 0: sample in this process)")
     p.add_argument("--checkpoint-every", type=int_in(1), default=None, help="checkpoint every N iterations (default 10)")
     p.add_argument("--keep-checkpoints", type=int_in(1), default=None, help="newest checkpoints kept (default 3)")
+    p.add_argument("--validate-on", type=csv_list, default=None,
+                   help="comma-separated validation datasets: never trained on, not in --holdout; with "
+                        "--validate-every the checkpoint of the best validation score becomes the run's agent")
+    p.add_argument("--validate-every", type=int_in(1), default=None,
+                   help="score the policy on --validate-on every N iterations (and at the end; default: never)")
     p.add_argument("--resume", action="store_true",
                    help="continue RUN from its latest checkpoint with its saved settings; only --episodes, "
                         "--runners, --checkpoint-every and --keep-checkpoints may change. Resuming loads RLlib's own "
@@ -138,7 +149,7 @@ def given_fields(args: argparse.Namespace, episode) -> dict:
     from neon_ray.tune.sweep import RewardVariant
 
     fields = {f: getattr(args, a) for a, f in _AGENT.items() if getattr(args, a, None) is not None}
-    fields |= {a: tuple(getattr(args, a)) for a in _AGENT_TUPLES if getattr(args, a, None) is not None}
+    fields |= {_TUPLE_FIELDS.get(a, a): tuple(getattr(args, a)) for a in _AGENT_TUPLES if getattr(args, a, None) is not None}
     changes = {f: getattr(args, a) for a, f in _EPISODE.items() if getattr(args, a, None) is not None}
     if getattr(args, "reward", None) is not None:
         reward = RewardVariant.parse(args.reward)
@@ -189,4 +200,8 @@ def _train(args: argparse.Namespace) -> int:
           f"last {len(last)} iterations: return {last['return_mean'].mean():+.4f}, "
           f"reduction x{last['reduction_mean'].mean():.2f}, acc {last['acc_change_pp_mean'].mean():+.2f} pp")
     print(f"checkpoint: {result.checkpoint}")
+    if result.best is not None:
+        scores = result.history["val_score"].dropna()
+        print(f"best checkpoint (the run's agent): {result.best}, validation score x{scores.max():.3f} "
+              f"(last x{scores.iloc[-1]:.3f})")
     return 0

@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from neon_ray.agent.protocols import select_networks
 from neon_ray.agent.config import AgentTrainConfig, default_agent_episode
-from neon_ray.agent.run_dir import RunDir, load_agent
+from neon_ray.agent.run_dir import RunDir, agent_checkpoint, load_agent
 from neon_ray.agent.callbacks import iteration_means
 from neon_ray.agent.training import _lost_runners, algo_config, runner_cpus, train_agent
 from neon_ray.cli import train_cmd
@@ -302,3 +302,27 @@ def test_rollout_benchmark_measures_one_and_two_runners(zoo, tmp_path, capsys):
         assert len(fig["runner_cpu_share"]) == int(n)
     assert figures["speedup"] == pytest.approx(figures["by_runners"]["2"]["steps_per_s"] / figures["by_runners"]["1"]["steps_per_s"])
     assert "speed-up 2 vs 1 runners" in capsys.readouterr().out
+
+
+@pytest.mark.ray
+def test_validation_scores_checkpoints_and_keeps_the_best_as_the_agent(zoo, tmp_path, caplog):
+    """Validated on wine every iteration: wine is left out of training, every row has a val_score,
+    and `best` (kept through pruning to one checkpoint) is the highest-scoring one, which load_agent loads."""
+    caplog.set_level(logging.INFO, logger="neon_ray")
+    cfg = _cfg(zoo, tmp_path / "run", episodes=5, train_batch_size=8, checkpoint_every=100, keep_checkpoints=1,
+               validation_datasets=(WINE,), validate_every=1)
+    result = train_agent(cfg, progress=True)
+    run = RunDir(result.run_dir)
+    selection = json.loads(run.config_path.read_text())["selection"]
+    assert selection["train_datasets"] == [BC] and selection["train_ids"] == zoo.network_ids(dataset=BC, role="train")
+    h = pd.read_csv(run.progress_path)
+    assert np.isfinite(h["val_score"]).all() and (h["val_score"] >= 1.0).all() and len(h) == result.iterations
+    best = run.best()
+    assert best["val_score"] == pytest.approx(h["val_score"].max())
+    assert best["iteration"] == int(h.loc[h["val_score"].idxmax(), "iteration"])
+    kept = {p.name for p in run.checkpoints.glob("iter_*")}
+    assert kept == {best["checkpoint"], run.latest()["checkpoint"]}  # keep_checkpoints=1, plus the best
+    assert result.best == run.checkpoints / best["checkpoint"] == agent_checkpoint(run.root)[0]
+    policy, loaded = load_agent(run.root)
+    assert loaded.validation_datasets == (WINE,) and policy.module.action_space.n == 2
+    assert "validation at iteration 1: score x" in caplog.text and "networks of sklearn:wine at a=50 pp" in caplog.text
