@@ -27,7 +27,6 @@ import os
 import time
 from dataclasses import replace
 
-from neon_ray.agent.protocols import select_networks
 from neon_ray.agent.config import mean_episode_steps
 from neon_ray.agent.training import algo_config, runner_cpus
 from neon_ray.runtime import ray_session as raysession
@@ -52,7 +51,7 @@ def rollout_figures(base, runners, iterations: int, batch_episodes: int, address
 def measure_rollout(base, runners, iterations: int, batch_episodes: int, address: str | None = None) -> dict[int, dict]:
     """Throughput figures per EnvRunner count for the agent configuration `base`."""
     zoo = open_zoo(base.zoo)
-    selection = select_networks(zoo, base.datasets, base.holdout)
+    selection = base.select(zoo)
     batch = max(1, round(batch_episodes * mean_episode_steps(zoo.manifest(), selection.train_ids, base.episode.loops)))
     results = {}
     with raysession.ray_session(address):

@@ -36,7 +36,6 @@ import pandas as pd
 from neon_ray.agent.algos import trial_cpus
 from neon_ray.agent.callbacks import EPISODES_METRIC, means_from_sums
 from neon_ray.agent.config import AgentTrainConfig
-from neon_ray.agent.protocols import select_networks
 from neon_ray.agent.training import algo_config
 from neon_ray.errors import ConfigError, NeonRayError
 from neon_ray.nets.checks import check_number
@@ -189,7 +188,7 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, progress: bool = Tru
     if cfg.experiment_dir.exists():
         raise ConfigError(f"{cfg.experiment_dir} exists already; choose another --name or --out")
     zoo = open_zoo(cfg.base.zoo)
-    selection = select_networks(zoo, cfg.base.datasets, cfg.base.holdout)
+    selection = cfg.base.select(zoo)
     trials = [t.resolve(selection, zoo.manifest()) for t in cfg.trial_configs()]
     first = trials[0]
     config = algo_config(first, selection.train_ids, num_cpus_for_main_process=cfg.cpus_per_trial)
