@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import argparse
 
-from neon_ray.cli.common import int_in, int_list_in
+from neon_ray.cli.common import MAX_EPOCHS, int_in, int_list_in
 
 MAX_NETWORKS = 10_000
-MAX_EPOCHS = 100_000
 MAX_WIDTH = 16_384
 MAX_WORKERS = 1024
 

@@ -5,7 +5,7 @@ import argparse
 import math
 
 from neon_ray.errors import ConfigError
-from neon_ray.nets.checks import MAX_SEED  # standard library only: keeps --help fast
+from neon_ray.nets.checks import MAX_EPOCHS, MAX_SEED  # standard library only: keeps --help fast
 from neon_ray.pruning.tolerance import Tolerance, parse_tolerance
 
 

@@ -6,10 +6,9 @@ import json
 import math
 from dataclasses import replace
 
-from neon_ray.cli.common import MAX_SEED, int_in
+from neon_ray.cli.common import MAX_EPOCHS, MAX_SEED, int_in
 from neon_ray.errors import ConfigError
 
-MAX_EPOCHS = 100_000
 MAX_Q = 10.0  # neon_ray.deepcomp.prune.MAX_Q (not imported: `--help` must not import torch)
 MAX_BITS = 12  # neon_ray.deepcomp.share.MAX_BITS (a test keeps them equal)
 

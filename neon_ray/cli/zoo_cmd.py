@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import argparse
 
-from neon_ray.cli.common import MAX_SEED, add_address, csv_list, int_in, int_list
+from neon_ray.cli.common import MAX_EPOCHS, MAX_SEED, add_address, csv_list, int_in, int_list
 
 # The bounds below repeat those of ZooConfig, SamplerConfig and TrainConfig (which enforce them
 # too), so that --help can state them without importing torch.
 MAX_NETWORKS = 10_000
 MAX_LAYERS = 64
 MAX_WIDTH = 16384
-MAX_EPOCHS = 100_000
 MAX_BATCH_SIZE = 1_000_000
 MAX_WORKERS = 10_000
 

@@ -7,11 +7,14 @@ Used by the training, fine-tuning, agent and Deep Compression configs.
 from __future__ import annotations
 
 import math
+from numbers import Integral
 
 from neon_ray.errors import ConfigError
 
 MAX_SEED = 2**32 - 1
 """Largest seed any config accepts (numpy and torch seeds are 32-bit)."""
+MAX_EPOCHS = 100_000
+"""Most epochs any training budget accepts."""
 
 
 def _num(value) -> str:
@@ -25,8 +28,8 @@ def _range(lo, hi, lo_open: bool = False) -> str:
 
 
 def check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
-    """`value` if it is an int (not a bool) in [lo, hi], else ConfigError."""
-    if isinstance(value, bool) or not isinstance(value, int) or (lo is not None and value < lo) \
+    """`value` if it is an integer (Python or numpy, not a bool) in [lo, hi], else ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or (lo is not None and value < lo) \
             or (hi is not None and value > hi):
         raise ConfigError(f"{name} must be an integer in {_range(lo, hi)}, got {value!r}")
     return value

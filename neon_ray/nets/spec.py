@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from neon_ray.errors import ConfigError
+from neon_ray.nets.checks import check_int
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 PRE_LAYERS = ("none", "batchnorm", "dropout")
@@ -203,14 +204,14 @@ class SamplerConfig:
 
     def __post_init__(self) -> None:
         for name in ("min_layers", "max_layers"):
-            _check_int(f"SamplerConfig.{name}", getattr(self, name), 1, MAX_LAYERS)
+            check_int(f"SamplerConfig.{name}", getattr(self, name), 1, MAX_LAYERS)
         if self.min_layers > self.max_layers:
             raise ConfigError(f"SamplerConfig: need 1 <= min_layers <= max_layers, got {self.min_layers}, {self.max_layers}")
         widths = self.widths
         if isinstance(widths, (str, bytes)) or not hasattr(widths, "__len__") or len(widths) == 0:
             raise ConfigError(f"SamplerConfig.widths must be a non-empty list of integers in [1, {MAX_WIDTH}], got {widths!r}")
         for w in widths:
-            _check_int("SamplerConfig.widths", w, 1, MAX_WIDTH, what="entries")
+            check_int("SamplerConfig.widths entry", w, 1, MAX_WIDTH)
         object.__setattr__(self, "widths", tuple(int(w) for w in widths))
         for name, probs, allowed in (("pre_probs", self.pre_probs, PRE_LAYERS), ("act_probs", self.act_probs, ACTIVATIONS)):
             if not isinstance(probs, dict):
@@ -225,15 +226,6 @@ class SamplerConfig:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-
-
-def _check_int(field_name: str, value, lo: int, hi: int, what: str = "") -> None:
-    """ConfigError naming the field, the value and the range unless `value` is an integer in [lo, hi]."""
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and lo <= value <= hi
-    if not ok:
-        subject = f"{field_name} {what}".strip()
-        raise ConfigError(f"{subject} must be integers in [{lo}, {hi}], got {value!r}" if what
-                          else f"{field_name} must be an integer in [{lo}, {hi}], got {value!r}")
 
 
 def sample_spec(rng: np.random.Generator, in_features: int, n_classes: int, cfg: SamplerConfig) -> ArchSpec:

@@ -18,11 +18,10 @@ import torch
 from torch import nn
 
 from neon_ray.errors import ConfigError
-from neon_ray.nets.checks import check_int, check_number
+from neon_ray.nets.checks import MAX_EPOCHS, check_int, check_number
 
 log = logging.getLogger(__name__)
 
-MAX_EPOCHS = 100_000
 """Upper bound of TrainConfig.max_epochs and TrainConfig.patience."""
 MAX_BATCH_SIZE = 1_000_000
 """Upper bound of TrainConfig.batch_size."""

@@ -16,9 +16,9 @@ import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
+from numbers import Integral
 from pathlib import Path
 
-import numpy as np
 
 from neon_ray.data.sources import SKLEARN_PREFIX, SKLEARN_SETS, table_suffix
 from neon_ray.data.splits import SplitConfig
@@ -26,7 +26,7 @@ from neon_ray.errors import ConfigError
 from neon_ray.nets.spec import SamplerConfig
 from neon_ray.nets.training import TrainConfig
 from neon_ray.runtime.files import check_path_component
-from neon_ray.nets.checks import MAX_SEED
+from neon_ray.nets.checks import MAX_SEED, check_int
 
 MAX_NETWORKS = 10_000
 """Most networks per dataset (ZooConfig.networks, `zoo build --networks`)."""
@@ -93,9 +93,13 @@ class ZooConfig:
         if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir.strip()):
             raise ConfigError(f"ZooConfig.data_dir must be None or a directory path, got {self.data_dir!r}")
         object.__setattr__(self, "datasets", _checked_datasets(self.datasets))
-        _check_int("networks", self.networks, 1, MAX_NETWORKS)
-        _check_int("test_networks", self.test_networks, 0, self.networks, hi_name="networks")
-        _check_int("seed", self.seed, 0, MAX_SEED)
+        check_int("ZooConfig.networks", self.networks, 1, MAX_NETWORKS)
+        if not isinstance(self.test_networks, bool) and isinstance(self.test_networks, Integral) \
+                and self.test_networks > self.networks:
+            raise ConfigError(f"ZooConfig.test_networks must be an integer in [0, networks = {self.networks}], "
+                              f"got {self.test_networks!r}")
+        check_int("ZooConfig.test_networks", self.test_networks, 0)
+        check_int("ZooConfig.seed", self.seed, 0, MAX_SEED)
         cpus = self.cpus_per_task
         if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not math.isfinite(cpus) \
                 or not 0 < cpus <= MAX_CPUS_PER_TASK:
@@ -127,12 +131,6 @@ def _checked_datasets(datasets) -> tuple[str, ...]:
         _check_dataset_name(name)
     check_distinct_slugs(datasets, "ZooConfig.datasets")
     return datasets
-
-
-def _check_int(name: str, value, lo: int, hi: int, hi_name: str | None = None) -> None:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
-        bound = f"{hi_name} = {hi}" if hi_name else str(hi)
-        raise ConfigError(f"ZooConfig.{name} must be an integer in [{lo}, {bound}], got {value!r}")
 
 
 def _check_dataset_name(name) -> None:
