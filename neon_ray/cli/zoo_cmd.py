@@ -15,6 +15,7 @@ MAX_LAYERS = 64
 MAX_WIDTH = 16384
 MAX_BATCH_SIZE = 1_000_000
 MAX_WORKERS = 10_000
+MIN_CAPPED_ROWS = 100  # data.splits.MIN_CAPPED_ROWS
 
 
 def width_list(text: str) -> tuple[int, ...]:
@@ -56,6 +57,9 @@ def register(sub) -> None:
     build.add_argument("--lr-schedule", choices=("plateau", "constant"), default=None,
                        help="'plateau' (default: halve the rate at each val plateau, stop at the fourth) or 'constant' "
                        "(stop at the first plateau)")
+    build.add_argument("--max-rows", type=int_in(MIN_CAPPED_ROWS, None), default=None,
+                       help=f"cap each dataset at a stratified sample of this many rows before splitting, >= {MIN_CAPPED_ROWS} "
+                       "(default: all rows); for reduced-scale runs")
     build.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE), default=64,
                        help=f"mini-batch size, 1 to {MAX_BATCH_SIZE} (default 64)")
     build.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=None, help="training tasks in flight, >= 1 (default: cluster CPUs)")
@@ -89,6 +93,7 @@ def register(sub) -> None:
 
 def zoo_config_from_args(args: argparse.Namespace):
     from neon_ray.nets.spec import SamplerConfig
+    from neon_ray.data.splits import SplitConfig
     from neon_ray.zoo.config import ZooConfig, zoo_train_config
 
     sampler = SamplerConfig(max_layers=args.max_layers, **({"widths": args.widths} if args.widths else {}))
@@ -101,6 +106,7 @@ def zoo_config_from_args(args: argparse.Namespace):
         test_networks=test_networks,
         seed=args.seed,
         sampler=sampler,
+        split=SplitConfig(max_rows=args.max_rows),
         train=zoo_train_config(batch_size=args.batch_size, **{k: v for k in ("max_epochs", "patience", "lr_schedule")
                                                              if (v := getattr(args, k)) is not None}),
     )

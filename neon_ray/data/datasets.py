@@ -27,7 +27,7 @@ from neon_ray.data.idx import load_mnist
 from neon_ray.data.column_types import benchmark_categorical, declared_categorical
 from neon_ray.data.preprocess import encode_features, encode_labels
 from neon_ray.data.sources import SKLEARN_PREFIX, SKLEARN_SETS, read_manifest_csv, read_table, sklearn_frame, table_suffix
-from neon_ray.data.splits import Dataset, SplitConfig, check_seed, check_split_sizes, split_indices, warn_missing_classes
+from neon_ray.data.splits import Dataset, SplitConfig, cap_rows, check_seed, check_split_sizes, split_indices, warn_missing_classes
 from neon_ray.errors import ConfigError, DataError
 from neon_ray.runtime.files import check_path_component
 
@@ -53,6 +53,9 @@ def dataset_from_frame(
     if features.shape[1] == 0:
         raise DataError(f"{where}: no usable features: the table has only the target column {target!r}")
     y, class_names = encode_labels(frame[target], where)
+    kept = cap_rows(y, split.max_rows, seed, split.stratify)
+    if kept is not None:
+        frame, features, y = frame.iloc[kept], features.iloc[kept], y[kept]
     if len(class_names) < 2:
         raise DataError(f"{where}: target column {target!r} has a single class ({class_names[0]!r}); need at least 2")
     try:
@@ -103,7 +106,7 @@ def _load_manifest_entry(name: str, data_dir: Path, entry: pd.Series, seed: int,
         raise DataError(f"{where}: {exc}; rename the entry in the name column") from exc
     fmt, path = entry["format"].strip(), data_dir / entry["file"].strip()
     if fmt == "idx":
-        return load_mnist(path, seed=seed, val_fraction=split.val_fraction, name=name)
+        return load_mnist(path, seed=seed, val_fraction=split.val_fraction, name=name, max_rows=split.max_rows)
     if fmt not in ("csv.gz", "csv", "parquet"):
         raise DataError(f"{where}: unknown format {fmt!r}, expected csv.gz, csv, parquet or idx")
     target = entry["target_column"].strip() or DEFAULT_TARGET

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neon_ray.data.splits import Dataset, check_seed, check_split_sizes, split_indices, warn_missing_classes
+from neon_ray.data.splits import Dataset, cap_rows, check_seed, check_split_sizes, split_indices, warn_missing_classes
 from neon_ray.errors import ConfigError, DataError
 
 IDX_TYPES: dict[int, np.dtype] = {
@@ -99,9 +99,13 @@ def _read_pair(directory: Path, images_key: str, labels_key: str) -> tuple[np.nd
 
 
 def load_mnist(
-    directory: str | Path, seed: int = 0, val_fraction: float = DEFAULT_VAL_FRACTION, name: str | None = None
+    directory: str | Path, seed: int = 0, val_fraction: float = DEFAULT_VAL_FRACTION, name: str | None = None,
+    max_rows: int | None = None,
 ) -> Dataset:
     """MNIST-style folder as a Dataset: test = the official t10k set, val = a stratified seeded part of train.
+
+    `max_rows` caps the official training set (train + val) to a stratified sample; the official
+    test set stays whole, so test accuracies remain comparable with published ones.
 
     X is float32 [n, rows*cols] = pixel / 255, with no other preprocessing. `name` defaults to
     the folder's name.
@@ -119,6 +123,9 @@ def load_mnist(
     classes = np.unique(np.concatenate([train_labels, test_labels]))
     y_train_all = np.searchsorted(classes, train_labels).astype(np.int64)
     y_test = np.searchsorted(classes, test_labels).astype(np.int64)
+    kept = cap_rows(y_train_all, max_rows, seed)
+    if kept is not None:
+        train_images, y_train_all = train_images[kept], y_train_all[kept]
     try:
         val, train = split_indices(y_train_all, [val_fraction], seed)
     except DataError as exc:

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 MIN_ROWS_TO_STRATIFY = 3
 MIN_SPLIT_ROWS = 10
 """Fewest rows each of train, val and test may have (smaller splits cannot measure accuracy)."""
+MIN_CAPPED_ROWS = 100
+"""Smallest SplitConfig.max_rows: a cap below it leaves splits too coarse to measure a 1 pp change."""
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,13 @@ class SplitConfig:
     """Fraction of rows for the reported test accuracy; ignored by idx datasets, which use their official test set."""
     stratify: bool = True
     """Keep class proportions in every split (for classes with at least MIN_ROWS_TO_STRATIFY rows)."""
+    max_rows: int | None = None
+    """Cap on a table dataset's rows: a larger one is first cut to a (stratified) sample of this many rows; None: all rows."""
 
     def __post_init__(self) -> None:
+        if self.max_rows is not None and (isinstance(self.max_rows, bool) or not isinstance(self.max_rows, (int, np.integer))
+                                          or self.max_rows < MIN_CAPPED_ROWS):
+            raise ConfigError(f"SplitConfig.max_rows must be null or an integer >= {MIN_CAPPED_ROWS}, got {self.max_rows!r}")
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 < value < 1:
@@ -162,6 +169,17 @@ def split_indices(
         order = rng.permutation(n)
     bounds = np.cumsum([0, *sizes, n - sum(sizes)])
     return [np.sort(order[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def cap_rows(y: np.ndarray, max_rows: int | None, seed: int, stratify: bool = True) -> np.ndarray | None:
+    """Sorted indices of a `max_rows` sample of the rows (classes in proportion), or None to keep them all.
+
+    The sample is drawn with its own generator (seed + 1), so the split drawn from it afterwards
+    is as random as any other; the same seed always gives the same sample.
+    """
+    if max_rows is None or len(y) <= max_rows:
+        return None
+    return split_indices(y, [max_rows / len(y)], seed + 1, stratify)[0]
 
 
 def _within_class_quantiles(inverse: np.ndarray, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from neon_ray.data.datasets import load_dataset
-from neon_ray.data.splits import SplitConfig, split_indices
+from neon_ray.data.splits import SplitConfig, cap_rows, split_indices
 from neon_ray.errors import ConfigError
 from toy_tables import toy_frame, write_csv
 
@@ -88,3 +88,28 @@ def test_split_without_stratify_is_a_plain_permutation():
 def test_split_sizes_are_rounded_with_at_least_one_row():
     parts = split_indices(np.arange(10) % 2, [0.01, 0.25], seed=0)
     assert [len(p) for p in parts] == [1, 2, 7]
+
+
+def test_cap_rows_keeps_class_proportions_and_is_seeded():
+    y = np.repeat([0, 1, 2], [600, 300, 100])
+    kept = cap_rows(y, 200, seed=3)
+    assert len(kept) == 200 and np.all(np.diff(kept) > 0)
+    assert np.bincount(y[kept]).tolist() == [120, 60, 20]
+    assert np.array_equal(kept, cap_rows(y, 200, seed=3))
+    assert not np.array_equal(kept, cap_rows(y, 200, seed=4))
+    assert cap_rows(y, 1000, seed=3) is None and cap_rows(y, None, seed=3) is None
+
+
+@pytest.mark.parametrize("bad", [0, 99, 2.5, True, "300"])
+def test_split_config_refuses_a_bad_row_cap(bad):
+    with pytest.raises(ConfigError, match="max_rows"):
+        SplitConfig(max_rows=bad)
+
+
+def test_a_capped_table_dataset_is_split_from_its_sample(tmp_path):
+    path = write_csv(tmp_path, toy_frame(n=900))
+    full = load_dataset(str(path), seed=0)
+    capped = load_dataset(str(path), seed=0, split=SplitConfig(max_rows=300))
+    assert full.n_rows == 900 and capped.n_rows == 300
+    assert len(capped.y_train) + len(capped.y_val) + len(capped.y_test) == 300
+    assert len(capped.y_val) == 45 and len(capped.y_test) == 45
