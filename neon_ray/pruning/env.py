@@ -38,7 +38,7 @@ from neon_ray.pruning.catalogue import NetworkCatalogue, ZooNetwork, measure_cos
 from neon_ray.pruning.episode_config import EnvConfig
 from neon_ray.pruning.finetune import finetune
 from neon_ray.pruning.observation import CLIP, OBS_SIZE, EpisodeContext, Progress, observe
-from neon_ray.pruning.rewards import StepOutcome, get_reward
+from neon_ray.pruning.rewards import StepOutcome, change_pp, get_reward
 from neon_ray.pruning.structured import prune_layer, remove_layer
 from neon_ray.pruning.tolerance import draw_tolerance
 
@@ -75,6 +75,8 @@ class _Episode:
     """Original width of each current hidden layer (entries leave with removed layers)."""
     actions: list = field(default_factory=list)
     """Actions taken so far."""
+    best_params: int = 0
+    """Parameters of the smallest network within the tolerance visited so far (what the guard would return)."""
 
 
 class PruningEnv(gym.Env):
@@ -112,7 +114,7 @@ class PruningEnv(gym.Env):
         self._episode = _Episode(
             net=net, model=net.model, tolerance=tolerance, seed=int(self._rng.integers(2**31 - 1)),
             total_steps=self._settings.loops * depth, acc=net.acc, f1=net.f1, params=net.params,
-            costs=dict(net.costs), orig_widths=list(net.model.spec.hidden),
+            costs=dict(net.costs), orig_widths=list(net.model.spec.hidden), best_params=net.params,
         )
         t0 = time.perf_counter()
         obs = self._observe()
@@ -143,8 +145,11 @@ class PruningEnv(gym.Env):
             seconds["finetune"] = seconds["eval"] = 0.0
         ep.actions.append(int(action))
         ep.step += 1
+        best_before = ep.best_params
+        if ep.params < ep.best_params and change_pp(ep.acc, ep.net.acc) >= -ep.tolerance:
+            ep.best_params = ep.params
         # a keep-rate whose ceiling keeps every neuron changed nothing: it is paid as a no-op
-        outcome = self._outcome(ep, before, keep_rate if changed else 1.0, remove and valid)
+        outcome = self._outcome(ep, before, keep_rate if changed else 1.0, remove and valid, best_before)
         reward = self._reward(outcome)
         self._advance(ep, removed=remove and valid)
 
@@ -204,7 +209,7 @@ class PruningEnv(gym.Env):
         ep = self._episode
         return {"acc": ep.acc, "f1": ep.f1, "params": ep.params, **ep.costs}
 
-    def _outcome(self, ep: _Episode, before: dict, keep_rate: float, removed: bool) -> StepOutcome:
+    def _outcome(self, ep: _Episode, before: dict, keep_rate: float, removed: bool, best_before: int) -> StepOutcome:
         net, extra = ep.net, {}
         for key in ("flops", "latency", "memory"):
             if key in net.costs:
@@ -212,7 +217,7 @@ class PruningEnv(gym.Env):
         return StepOutcome(
             keep_rate=keep_rate, acc_orig=net.acc, acc_before=before["acc"], acc_now=ep.acc,
             params_orig=net.params, params_before=before["params"], params_after=ep.params,
-            tolerance=ep.tolerance, removed_layer=removed,
+            tolerance=ep.tolerance, removed_layer=removed, best_params_before=best_before, best_params_after=ep.best_params,
             f1_orig=net.f1, f1_before=before["f1"], f1_now=ep.f1, **extra,
         )
 
@@ -236,7 +241,8 @@ class PruningEnv(gym.Env):
             rows=desc["rows"], features=desc["features"], classes=desc["classes"],
             tolerance=ep.tolerance, loops=self._settings.loops, total_steps=ep.total_steps,
         )
-        progress = Progress(step=ep.step, loop=ep.loop, acc_change=ep.acc - ep.net.acc, width_orig=ep.orig_widths[ep.layer])
+        progress = Progress(step=ep.step, loop=ep.loop, acc_change=ep.acc - ep.net.acc, width_orig=ep.orig_widths[ep.layer],
+                            best_removed=1.0 - ep.best_params / ep.net.params)
         return observe(ep.model, ep.layer, ctx, progress)
 
     def _summary(self) -> dict:

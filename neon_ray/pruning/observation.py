@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neon_ray.pruning.rewards import change_pp
 from neon_ray.pruning.structured import layer_activations
 from neon_ray.nets.metrics import count_params
 from neon_ray.nets.spec import ACTIVATIONS, MLP, PRE_LAYERS
@@ -31,6 +32,8 @@ STAT_NAMES = ("mean", "std", "skew", "kurtosis", "min", "max", "l1", "l2")
 # A neuron whose activation varies less than this over the probe rows carries no information.
 DEAD_STD = 1e-6
 _LOG_WIDTH = math.log(1001.0)
+# pp: the smallest tolerance the drop is measured against in `tolerance_used`.
+TOLERANCE_FLOOR = 0.1
 
 
 def _feature_table() -> list[tuple[str, str]]:
@@ -70,6 +73,9 @@ def _feature_table() -> list[tuple[str, str]]:
         ("data_classes", "log10(classes)"),
         ("tolerance", "allowed accuracy reduction a / 100 (a in pp)"),
         ("tolerance_log", "log1p(a)"),
+        ("tolerance_used", "val accuracy drop so far / a (1 at the edge of the tolerance, above 1 outside; a gain is negative)"),
+        ("within_tolerance", "1 if the current network is within the tolerance on val"),
+        ("best_removed", "fraction of parameters removed by the smallest network within the tolerance so far (what the guard returns)"),
     ]
     return table
 
@@ -116,6 +122,8 @@ class Progress:
     """Current minus original val accuracy (fraction)."""
     width_orig: int
     """Original width of the current layer."""
+    best_removed: float = 0.0
+    """Fraction of the original parameters removed by the smallest network within the tolerance so far."""
 
 
 def slog(x: torch.Tensor | float) -> torch.Tensor:
@@ -207,13 +215,18 @@ def _kinds(model: MLP, layer: int) -> list[float]:
     )
 
 
-def _task(ctx: EpisodeContext) -> list[float]:
+def _task(ctx: EpisodeContext, progress: Progress) -> list[float]:
+    drop_pp = -change_pp(progress.acc_change, 0.0)
     return [
         math.log10(max(ctx.rows, 1)),
         math.log10(max(ctx.features, 1)),
         math.log10(max(ctx.classes, 1)),
         ctx.tolerance / 100.0,
         math.log1p(ctx.tolerance),
+        # the floor keeps a = 0 finite; the vector is clipped to [-CLIP, CLIP] anyway
+        drop_pp / max(ctx.tolerance, TOLERANCE_FLOOR),
+        1.0 if drop_pp <= ctx.tolerance else 0.0,
+        progress.best_removed,
     ]
 
 
@@ -223,7 +236,7 @@ def observe(model: MLP, layer: int, ctx: EpisodeContext, progress: Progress) -> 
     w_stats = slog(torch.tensor(weight_stats(model.blocks[layer].linear.weight))).tolist()
     a_all = activation_stats(layer_activations(model, layer, ctx.probe))
     a_stats = slog(torch.tensor(a_all[:8])).tolist() + [a_all[8]]
-    values = _structure(model, layer, ctx, progress) + w_stats + a_stats + _kinds(model, layer) + _task(ctx)
+    values = _structure(model, layer, ctx, progress) + w_stats + a_stats + _kinds(model, layer) + _task(ctx, progress)
     obs = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0, posinf=CLIP, neginf=-CLIP)
     return np.clip(obs, -CLIP, CLIP).astype(np.float32)
 

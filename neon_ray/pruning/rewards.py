@@ -11,6 +11,7 @@ parameters in this step: s = 100 * (1 - params_after / params_before).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -53,6 +54,10 @@ class StepOutcome:
     """Allowed accuracy reduction a, in percentage points."""
     removed_layer: bool = False
     """True when the action merged a whole hidden layer away."""
+    best_params_before: int | None = None
+    """Parameters of the smallest network within the tolerance visited before this step (the original at first)."""
+    best_params_after: int | None = None
+    """The same after this step: smaller when this step's network is within the tolerance and the smallest yet."""
     f1_orig: float | None = None
     """Macro-F1 of the unpruned network (measured only when a reward needs it)."""
     f1_before: float | None = None
@@ -173,6 +178,28 @@ def composite(
     return reward / scale
 
 
+def guarded(outcome: StepOutcome, penalty: float = 0.1, scale: float = 1.0) -> float:
+    """The guard's objective, per step: log(best_before / best_after) - penalty * [changed and D < -a]; / scale.
+
+    best is the smallest network within the tolerance visited so far, which is exactly what the
+    tolerance guard returns, so an episode's rewards add up to the log of the returned network's
+    reduction (the log of what `results.summary.score` averages) less the penalties. A step that
+    leaves the tolerance earns nothing by itself and pays `penalty`: small, so the agent still
+    probes past the edge (the guard keeps the best network), but prefers ending within it, which
+    is what matters when no guard is used. NEON's reward instead pays s (at most 40/64000 after
+    scaling) for a step within the tolerance against s^3 for luck on the val split, so it teaches
+    timid, noise-chasing pruning.
+    """
+    if not outcome.changed:
+        return 0.0
+    if outcome.best_params_before is None or outcome.best_params_after is None:
+        raise ConfigError("guarded reward: best_params_before/after were not filled (the environment tracks them)")
+    reward = math.log(outcome.best_params_before / outcome.best_params_after)
+    if outcome.acc_change_pp < -outcome.tolerance:
+        reward -= penalty
+    return reward / scale
+
+
 @dataclass(frozen=True)
 class Reward:
     """A reward function with its parameters bound; call it with a `StepOutcome`."""
@@ -201,6 +228,14 @@ def _neon_needs(params: dict) -> frozenset:
     return frozenset()
 
 
+def _guarded_needs(params: dict) -> frozenset:
+    _check_scale(params)
+    penalty = params.get("penalty", 0.1)
+    if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not math.isfinite(penalty) or penalty < 0:
+        raise ConfigError(f"guarded reward: penalty must be a finite number >= 0, got {penalty!r}")
+    return frozenset()
+
+
 def _composite_needs(params: dict) -> frozenset:
     _check_scale(params)
     metric = params.get("metric", "acc")
@@ -215,6 +250,7 @@ _REGISTRY: dict[str, tuple[Callable[..., float], Callable[[dict], frozenset]]] =
     "neon": (neon, _neon_needs),
     "neon2020": (neon2020, _neon_needs),
     "composite": (composite, _composite_needs),
+    "guarded": (guarded, _guarded_needs),
 }
 
 REWARD_NAMES = tuple(sorted(_REGISTRY))

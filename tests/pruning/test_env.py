@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from neon_ray.pruning.catalogue import assign_datasets
 from neon_ray.pruning.env import PruningEnv
 from neon_ray.pruning.episode_config import EnvConfig
 from neon_ray.errors import ConfigError, DataError, NeonRayError
-from neon_ray.pruning.observation import OBS_SIZE
+from neon_ray.pruning.observation import OBS_NAMES, OBS_SIZE
 from neon_ray.nets.metrics import count_params
 from neon_ray.nets.spec import ArchSpec, SamplerConfig, build_mlp
 from neon_ray.nets.training import TrainConfig
@@ -293,3 +294,21 @@ def test_costly_datasets_are_packed_longest_first_so_runners_finish_together():
     assert one == ["big"] and two == ["mid", "small1", "small2"]
     assert sorted(one + two) == sorted(costs)
     assert assign_datasets(["a", "b", "c"], 1, 2, {"a": 1.0, "b": 1.0, "c": 1.0}) == ["a", "c"]  # equal costs: round robin
+
+
+def test_guarded_reward_follows_the_smallest_network_within_tolerance(zoo_dir, ids):
+    tolerance = 2.0
+    env = make_env(zoo_dir, networks=[ids[(BC, 2)]], loops=3, reward="guarded", reward_params={"penalty": 0.5},
+                   tolerance=tolerance)
+    infos, rewards = run_episode(env, policy=lambda step: 4, seed=0)
+    best, total = infos[0]["params_orig"], 0.0
+    for info, reward in zip(infos, rewards):
+        within = 100 * (info["val_acc"] - info["val_acc_orig"]) >= -tolerance
+        shrink = math.log(best / info["params"]) if within and info["params"] < best else 0.0
+        best = info["params"] if shrink else best
+        assert reward == pytest.approx(shrink - (0.0 if within else 0.5))
+        total += reward
+    names = list(OBS_NAMES)
+    obs = env._observe()
+    assert obs[names.index("best_removed")] == pytest.approx(1 - best / infos[0]["params_orig"], abs=1e-6)
+    assert obs[names.index("within_tolerance")] == float(100 * (infos[-1]["val_acc"] - infos[-1]["val_acc_orig"]) >= -tolerance)

@@ -1,6 +1,7 @@
 """Rewards: every branch of NEON's table (method.md §6), its 2020 variant, and the composite."""
 from __future__ import annotations
 
+import math
 import pickle
 
 import pytest
@@ -137,3 +138,30 @@ def test_registry_errors_name_the_choices():
 def test_rewards_pickle_for_ray_workers():
     r = get_reward("neon", scale=10.0)
     assert pickle.loads(pickle.dumps(r))(outcome()) == r(outcome())
+
+
+def test_guarded_pays_the_log_shrink_of_the_best_network_within_tolerance():
+    reward = get_reward("guarded")
+    shrunk = outcome(keep=0.5, orig=0.9, now=0.895, a=1, best_params_before=1000, best_params_after=500)
+    assert reward(shrunk) == pytest.approx(math.log(2.0))
+    # outside the tolerance: the best stays, and the step pays the penalty
+    outside = outcome(keep=0.5, orig=0.9, now=0.85, a=1, best_params_before=1000, best_params_after=1000)
+    assert reward(outside) == pytest.approx(-0.1)
+    assert get_reward("guarded", penalty=0.0, scale=2.0)(shrunk) == pytest.approx(math.log(2.0) / 2)
+    assert reward(outcome(keep=1.0, orig=0.9, now=0.5, a=1, best_params_before=10, best_params_after=10)) == 0.0
+
+
+def test_guarded_rewards_of_an_episode_add_up_to_the_log_reduction_of_what_the_guard_returns():
+    best = [1000, 600, 600, 300, 300]  # step 2 left the tolerance, step 4 came back smaller
+    accs = [0.9, 0.895, 0.80, 0.892, 0.70]
+    reward = get_reward("guarded", penalty=0.0)
+    total = sum(reward(outcome(keep=0.7, orig=0.9, now=accs[i + 1], a=1, best_params_before=best[i], best_params_after=best[i + 1]))
+                for i in range(4))
+    assert total == pytest.approx(math.log(1000 / 300))
+
+
+def test_guarded_refuses_a_bad_penalty_and_missing_best_counts():
+    with pytest.raises(ConfigError, match="penalty"):
+        get_reward("guarded", penalty=-1)
+    with pytest.raises(ConfigError, match="best_params"):
+        get_reward("guarded")(outcome(keep=0.5, orig=0.9, now=0.9, a=1))
