@@ -46,10 +46,12 @@ from neon_ray.errors import ConfigError
 from neon_ray.nets.metrics import accuracy_f1, count_nonzero, count_params
 from neon_ray.pruning.batch import run_networks, slug, zoo_networks
 from neon_ray.pruning.episodes import (
-    EpisodePruner, FixedChooser, Pruned, RandomChooser, RunOptions, SmallestWithinTolerance, format_rate, network_seed,
+    EpisodePruner, FixedChooser, Pruned, RandomChooser, RunOptions, SmallestWithinTolerance, confident_within, format_rate,
+    network_seed,
 )
 from neon_ray.pruning.episode_config import EpisodeConfig
 from neon_ray.pruning.finetune import FinetuneConfig
+from neon_ray.pruning.tolerance import CONFIDENCE_Z, check_confidence_z
 from neon_ray.results.schema import check_tolerance
 from neon_ray.runtime.files import check_output_dir
 
@@ -127,11 +129,14 @@ class MagnitudePruner:
     method: str = "magnitude"
     """Method name in the results."""
     guard: bool = False
-    """Return the original network when the pruned one falls out of `tolerance` on val."""
+    """Return the original network when the pruned one falls out of `tolerance` on val (by the guard's bound)."""
+    confidence_z: float = CONFIDENCE_Z
+    """z of the guard's bound (EpisodeConfig.confidence_z)."""
 
     def __post_init__(self) -> None:
         check_rates(self.rate, self.max_layer_rate)
         check_guard(self.guard, self.tolerance, self.method)
+        object.__setattr__(self, "confidence_z", check_confidence_z(self.confidence_z, "MagnitudePruner.confidence_z"))
         if not isinstance(self.finetune, FinetuneConfig):
             raise ConfigError(f"MagnitudePruner.finetune must be a FinetuneConfig, got {type(self.finetune).__name__}")
 
@@ -158,8 +163,9 @@ class MagnitudePruner:
         info = {"finetune_epochs": result.epochs, "weights_removed": sum(int((~m).sum()) for m in masks.values())}
         model.eval()
         if self.guard:
-            kept = SmallestWithinTolerance(original, count_params(original), _val_acc(original, dataset), self.tolerance)
-            if not kept.offer(1, model, count_nonzero(model), _val_acc(model, dataset)):
+            kept = SmallestWithinTolerance(original, count_params(original), _val_acc(original, dataset))
+            within = confident_within(original, model, dataset, self.tolerance, self.confidence_z)
+            if not kept.offer(1, model, count_nonzero(model), _val_acc(model, dataset), within):
                 # the dense original comes back: its bytes are counted dense
                 return Pruned(original, [], time.perf_counter() - start, guard=True, returned_step=0, info=info)
         return Pruned(model, [], time.perf_counter() - start, sparse=True, guard=self.guard, returned_step=1, info=info)
@@ -215,7 +221,8 @@ def make_pruner(method: str, rate: float | None = None, *, tolerance: float | No
         raise ConfigError(f"{method} pruning takes no --loops (got {loops}): it prunes each layer once; change --rate instead")
     rate = DEFAULT_RATE[method] if rate is None else rate
     if method == "magnitude":
-        return MagnitudePruner(rate, max_layer_rate, finetune=episode.finetune, seed=seed, tolerance=tolerance, guard=guard)
+        return MagnitudePruner(rate, max_layer_rate, finetune=episode.finetune, seed=seed, tolerance=tolerance, guard=guard,
+                               confidence_z=episode.confidence_z)
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 < rate <= 1.0:
         raise ConfigError(f"uniform --rate is the keep-rate of every layer, in (0, 1]; got {rate!r}")
     episode = replace(episode, keep_rates=(float(rate),), loops=1, remove_layer_action=False,

@@ -6,7 +6,7 @@
 Per network, `bisect_keep_rate` looks for the smallest keep-rate r in (0, 1] whose uniform
 pruning (every hidden layer kept at ceil(r * width), one loop, the episode's fine-tuning after
 each layer: exactly the `uniform` baseline) leaves val accuracy within the tolerance of the
-original's (`episodes.within_tolerance`). Each probe is a fresh uniform episode on the original
+original's by the guard's confidence bound (`info["within_tolerance"]`, see episodes.py). Each probe is a fresh uniform episode on the original
 network. Keeping nothing is taken as out of tolerance and keeping everything (r = 1, the
 original) is within it by definition, so the search starts from (0, 1] and halves it `steps`
 times: the rate returned is within 2**-steps of the boundary when accuracy falls monotonically
@@ -25,7 +25,7 @@ from typing import Callable
 from neon_ray.errors import ConfigError
 from neon_ray.nets.checks import check_int
 from neon_ray.pruning.episode_config import EpisodeConfig
-from neon_ray.pruning.episodes import FixedChooser, Pruned, network_seed, prune_episode, within_tolerance
+from neon_ray.pruning.episodes import FixedChooser, Pruned, network_seed, prune_episode
 from neon_ray.pruning.structured import kept_width
 from neon_ray.results.schema import check_tolerance
 
@@ -107,7 +107,7 @@ class UniformSearchPruner:
 
         def feasible(rate: float) -> bool:
             info = probe(rate).info
-            tested.append((rate, within_tolerance(info["val_acc"], info["val_acc_orig"], self.tolerance)))
+            tested.append((rate, info["within_tolerance"]))
             return tested[-1][1]
 
         rate = bisect_keep_rate(feasible, self.steps)

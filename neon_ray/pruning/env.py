@@ -38,9 +38,9 @@ from neon_ray.pruning.catalogue import NetworkCatalogue, ZooNetwork, measure_cos
 from neon_ray.pruning.episode_config import EnvConfig
 from neon_ray.pruning.finetune import finetune
 from neon_ray.pruning.observation import CLIP, OBS_SIZE, EpisodeContext, Progress, observe
-from neon_ray.pruning.rewards import StepOutcome, change_pp, get_reward
+from neon_ray.pruning.rewards import StepOutcome, get_reward
 from neon_ray.pruning.structured import prune_layer, remove_layer
-from neon_ray.pruning.tolerance import draw_tolerance
+from neon_ray.pruning.tolerance import draw_tolerance, drop_bound_pp, paired_changes
 
 
 @dataclass
@@ -77,6 +77,14 @@ class _Episode:
     """Actions taken so far."""
     best_params: int = 0
     """Parameters of the smallest network within the tolerance visited so far (what the guard would return)."""
+    correct_orig: np.ndarray | None = None
+    """Which val rows the original network gets right."""
+    correct: np.ndarray | None = None
+    """Which val rows the current network gets right."""
+    drop_bound: float = 0.0
+    """Upper confidence bound of the current val drop in pp (tolerance.drop_bound_pp); 0 for the original."""
+    within: bool = True
+    """drop_bound <= tolerance; the original is within by definition."""
 
 
 class PruningEnv(gym.Env):
@@ -116,6 +124,7 @@ class PruningEnv(gym.Env):
             total_steps=self._settings.loops * depth, acc=net.acc, f1=net.f1, params=net.params,
             costs=dict(net.costs), orig_widths=list(net.model.spec.hidden), best_params=net.params,
         )
+        self._episode.correct_orig = self._episode.correct = self._val_correct(net.model)
         t0 = time.perf_counter()
         obs = self._observe()
         info = {**self._summary(), "tolerance": tolerance}
@@ -146,7 +155,7 @@ class PruningEnv(gym.Env):
         ep.actions.append(int(action))
         ep.step += 1
         best_before = ep.best_params
-        if ep.params < ep.best_params and change_pp(ep.acc, ep.net.acc) >= -ep.tolerance:
+        if ep.within and ep.params < ep.best_params:
             ep.best_params = ep.params
         # a keep-rate whose ceiling keeps every neuron changed nothing: it is paid as a no-op
         outcome = self._outcome(ep, before, keep_rate if changed else 1.0, remove and valid, best_before)
@@ -200,10 +209,20 @@ class PruningEnv(gym.Env):
         finetune_seconds = time.perf_counter() - t0  # includes caching the frozen prefix
         t0 = time.perf_counter()
         ep.model = model
-        ep.acc, ep.f1 = metrics.accuracy_f1(model, data.X_val, data.y_val)
+        pred = metrics.predict(model, data.X_val).numpy()
+        truth = data.y_val.numpy()
+        ep.correct = pred == truth
+        ep.acc, ep.f1 = float(ep.correct.mean()), metrics.macro_f1(truth, pred)
+        lost, gained = paired_changes(ep.correct_orig, ep.correct)
+        ep.drop_bound = drop_bound_pp(lost, gained, len(truth), self._settings.confidence_z)
+        ep.within = ep.drop_bound <= ep.tolerance
         ep.params = metrics.count_params(model)
         ep.costs = measure_costs(model, data, self._reward.needs, self._settings)
         return result.epochs, finetune_seconds, time.perf_counter() - t0
+
+    def _val_correct(self, model: MLP) -> np.ndarray:
+        data = self.catalogue.dataset(self._episode.net.dataset)
+        return metrics.predict(model, data.X_val).numpy() == data.y_val.numpy()
 
     def _snapshot(self) -> dict:
         ep = self._episode
@@ -218,6 +237,7 @@ class PruningEnv(gym.Env):
             keep_rate=keep_rate, acc_orig=net.acc, acc_before=before["acc"], acc_now=ep.acc,
             params_orig=net.params, params_before=before["params"], params_after=ep.params,
             tolerance=ep.tolerance, removed_layer=removed, best_params_before=best_before, best_params_after=ep.best_params,
+            within_after=ep.within,
             f1_orig=net.f1, f1_before=before["f1"], f1_now=ep.f1, **extra,
         )
 
@@ -242,14 +262,15 @@ class PruningEnv(gym.Env):
             tolerance=ep.tolerance, loops=self._settings.loops, total_steps=ep.total_steps,
         )
         progress = Progress(step=ep.step, loop=ep.loop, acc_change=ep.acc - ep.net.acc, width_orig=ep.orig_widths[ep.layer],
-                            best_removed=1.0 - ep.best_params / ep.net.params)
+                            best_removed=1.0 - ep.best_params / ep.net.params, drop_bound_pp=ep.drop_bound, within=ep.within)
         return observe(ep.model, ep.layer, ctx, progress)
 
     def _summary(self) -> dict:
         ep = self._episode
         return {
             "network_id": ep.net.network_id, "dataset": ep.net.dataset,
-            "val_acc": ep.acc, "val_acc_orig": ep.net.acc, "params": ep.params, "params_orig": ep.net.params,
+            "val_acc": ep.acc, "val_acc_orig": ep.net.acc, "drop_bound_pp": ep.drop_bound, "within_tolerance": ep.within,
+            "params": ep.params, "params_orig": ep.net.params,
             "arch": ep.model.spec.describe(), "arch_orig": ep.net.model.spec.describe(), "actions": list(ep.actions),
         }
 

@@ -26,7 +26,7 @@ from neon_ray.nets.checks import check_int
 from neon_ray.pruning.finetune import MAX_SEED, FinetuneConfig
 from neon_ray.pruning.rewards import get_reward
 from neon_ray.pruning.structured import IMPORTANCE_METHODS
-from neon_ray.pruning.tolerance import Tolerance, check_sampling, parse_tolerance
+from neon_ray.pruning.tolerance import CONFIDENCE_Z, Tolerance, check_confidence_z, check_sampling, parse_tolerance
 
 DEFAULT_KEEP_RATES = (1.0, 0.9, 0.8, 0.7, 0.6)
 ROLE_FILTERS = ("train", "test", "all")
@@ -48,6 +48,9 @@ class EpisodeConfig:
     """Allowed accuracy reduction a in pp, or (lo, hi) to draw one per episode (see tolerance.py)."""
     tolerance_sampling: str = "log-uniform"
     """How a (lo, hi) tolerance is drawn: 'log-uniform' (needs lo > 0) or 'uniform'."""
+    confidence_z: float = CONFIDENCE_Z
+    """A network is within the tolerance when the upper bound of its val drop, measured drop + z standard
+    errors (tolerance.drop_bound_pp), is at most a; the guard, the guarded reward and the observation use it."""
     reward: str = "neon"
     """Reward name (see neon_ray.pruning.rewards)."""
     reward_params: dict | None = None
@@ -76,6 +79,7 @@ class EpisodeConfig:
         object.__setattr__(self, "keep_rates", rates)
         object.__setattr__(self, "tolerance", parse_tolerance(self.tolerance))
         check_sampling(self.tolerance, self.tolerance_sampling)
+        object.__setattr__(self, "confidence_z", check_confidence_z(self.confidence_z, "EpisodeConfig.confidence_z"))
         check_int("EpisodeConfig.loops", self.loops, 1)
         if self.reward_params is not None and not isinstance(self.reward_params, dict):
             raise ConfigError(f"reward_params must be a dict of reward parameters or None, got {self.reward_params!r}")

@@ -14,9 +14,11 @@ matched by network ID. Running pruners over zoo networks (in process or on Ray) 
 pruning/batch.py.
 
 The guard (`guard=True`, on by default for the agent, `--guard` for every baseline): the network
-returned is the smallest one visited in the episode, by parameter count, whose val accuracy is
-within the tolerance of the original's (D >= -a, the reward's own test), rather than the last
-one. Step 0 is the unpruned network, which is always within tolerance, so a guarded method
+returned is the smallest one visited in the episode, by parameter count, that is within the
+tolerance on val, rather than the last one. Within means that the upper confidence bound of its
+val accuracy drop against the original (`tolerance.drop_bound_pp`: the measured drop plus
+`EpisodeConfig.confidence_z` standard errors of the paired per-row change) is at most a; the
+env computes it (`info["within_tolerance"]`), and z = 0 is the plain D >= -a. Step 0 is the unpruned network, which is always within tolerance, so a guarded method
 never returns a network that broke the tolerance on val. Ties go to the EARLIER step: a later
 network of the same size is the same network after a no-op step (keep-rate 1.0, or a ceiling
 that kept every neuron), so the earlier step is where it was first reached. The rows say
@@ -45,10 +47,11 @@ import pandas as pd
 
 from neon_ray.deepcomp.pipeline import DeepCompConfig, compress_model
 from neon_ray.errors import ConfigError
+from neon_ray.nets import metrics
 from neon_ray.nets.metrics import measure
 from neon_ray.pruning.env import PruningEnv
 from neon_ray.pruning.episode_config import EnvConfig, EpisodeConfig
-from neon_ray.pruning.rewards import change_pp
+from neon_ray.pruning.tolerance import drop_bound_pp, paired_changes
 from neon_ray.results.schema import result_row
 
 Chooser = Callable[[np.ndarray], int]
@@ -114,10 +117,12 @@ class Pruned:
     """Method-specific extras (return, fine-tuning epochs, ...)."""
 
 
-def within_tolerance(acc: float, acc_orig: float, tolerance: float) -> bool:
-    """Accuracy fell by at most `tolerance` pp: D = 100 * (acc - acc_orig) >= -a, exactly as the NEON reward
-    tests it (rounded, so a drop of exactly a pp is not pushed over the edge by float error)."""
-    return change_pp(acc, acc_orig) >= -tolerance
+def confident_within(original, model, dataset, tolerance: float, z: float) -> bool:
+    """`model` is within `tolerance` of `original` on val by the guard's bound (for pruners without an env)."""
+    truth = dataset.y_val.numpy()
+    before = metrics.predict(original, dataset.X_val).numpy() == truth
+    after = metrics.predict(model, dataset.X_val).numpy() == truth
+    return drop_bound_pp(*paired_changes(before, after), len(truth), z) <= tolerance
 
 
 @dataclass(frozen=True)
@@ -132,23 +137,24 @@ class Visited:
     """Its parameters (non-zero ones for weight pruning)."""
     val_acc: float
     """Its val accuracy."""
+    within: bool = True
+    """Within the tolerance by the guard's bound (the unpruned network always is)."""
 
 
 class SmallestWithinTolerance:
-    """The guard: keeps the smallest visited network whose val accuracy is within tolerance.
+    """The guard: keeps the smallest visited network that is within the tolerance (module docstring).
 
     Built with the unpruned network (step 0, within tolerance by definition); `offer` each
     later network. Networks are kept by reference: every pruning step builds a new network and
     leaves the previous one untouched (structured.py), so no copy is needed.
     """
 
-    def __init__(self, model, params: int, val_acc: float, tolerance: float):
-        self.acc_orig, self.tolerance = float(val_acc), float(tolerance)
+    def __init__(self, model, params: int, val_acc: float):
         self.best = Visited(0, model, int(params), float(val_acc))
 
-    def offer(self, step: int, model, params: int, val_acc: float) -> bool:
-        """Keep this network if it is within tolerance and strictly smaller (ties: the earlier step stays)."""
-        if within_tolerance(val_acc, self.acc_orig, self.tolerance) and params < self.best.params:
+    def offer(self, step: int, model, params: int, val_acc: float, within: bool) -> bool:
+        """Keep this network if it is `within` the tolerance and strictly smaller (ties: the earlier step stays)."""
+        if within and params < self.best.params:
             self.best = Visited(step, model, int(params), float(val_acc))
             return True
         return False
@@ -194,19 +200,20 @@ def prune_episode(model, dataset, network_id: str, episode: EpisodeConfig, choos
     # step timings are not reproducible and rows do not report them
     env = PruningEnv(EnvConfig(zoo=zoo, networks=(network_id,), episode=replace(episode, info_timings=False)))
     obs, info = env.reset(seed=seed)
-    kept = SmallestWithinTolerance(env.current_model(), info["params_orig"], info["val_acc_orig"], info["tolerance"])
+    kept = SmallestWithinTolerance(env.current_model(), info["params_orig"], info["val_acc_orig"])
     actions, trace, total_reward, epochs, done = [], [], 0.0, 0, False
     while not done:
         obs, reward, terminated, truncated, info = env.step(choose(obs))
         actions.append(REMOVE if info["removed_layer"] else float(info["keep_rate"]))
         trace.append((int(info["params"]), float(info["val_acc"])))
-        kept.offer(len(actions), env.current_model(), info["params"], info["val_acc"])
+        kept.offer(len(actions), env.current_model(), info["params"], info["val_acc"], info["within_tolerance"])
         total_reward += reward
         epochs += info["finetune_epochs"]
         done = terminated or truncated
-    returned = kept.best if guard else Visited(len(actions), env.current_model(), info["params"], info["val_acc"])
+    returned = kept.best if guard else Visited(len(actions), env.current_model(), info["params"], info["val_acc"],
+                                               info["within_tolerance"])
     extras = {"return": total_reward, "finetune_epochs": epochs, "tolerance": info["tolerance"], "trace": trace,
-              "val_acc": returned.val_acc, "val_acc_orig": info["val_acc_orig"]}
+              "val_acc": returned.val_acc, "val_acc_orig": info["val_acc_orig"], "within_tolerance": returned.within}
     return Pruned(returned.model, actions, time.perf_counter() - start, guard=guard, returned_step=returned.step,
                   info=extras)
 

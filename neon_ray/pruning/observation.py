@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from neon_ray.pruning.rewards import change_pp
 from neon_ray.pruning.structured import layer_activations
 from neon_ray.nets.metrics import count_params
 from neon_ray.nets.spec import ACTIVATIONS, MLP, PRE_LAYERS
@@ -73,8 +72,8 @@ def _feature_table() -> list[tuple[str, str]]:
         ("data_classes", "log10(classes)"),
         ("tolerance", "allowed accuracy reduction a / 100 (a in pp)"),
         ("tolerance_log", "log1p(a)"),
-        ("tolerance_used", "val accuracy drop so far / a (1 at the edge of the tolerance, above 1 outside; a gain is negative)"),
-        ("within_tolerance", "1 if the current network is within the tolerance on val"),
+        ("tolerance_used", "upper confidence bound of the val accuracy drop / a (1 at the edge of the tolerance, above 1 outside)"),
+        ("within_tolerance", "1 if the current network is within the tolerance (its bound is at most a)"),
         ("best_removed", "fraction of parameters removed by the smallest network within the tolerance so far (what the guard returns)"),
     ]
     return table
@@ -124,6 +123,10 @@ class Progress:
     """Original width of the current layer."""
     best_removed: float = 0.0
     """Fraction of the original parameters removed by the smallest network within the tolerance so far."""
+    drop_bound_pp: float = 0.0
+    """Upper confidence bound of the val drop in pp (tolerance.drop_bound_pp)."""
+    within: bool = True
+    """drop_bound_pp <= tolerance."""
 
 
 def slog(x: torch.Tensor | float) -> torch.Tensor:
@@ -216,7 +219,6 @@ def _kinds(model: MLP, layer: int) -> list[float]:
 
 
 def _task(ctx: EpisodeContext, progress: Progress) -> list[float]:
-    drop_pp = -change_pp(progress.acc_change, 0.0)
     return [
         math.log10(max(ctx.rows, 1)),
         math.log10(max(ctx.features, 1)),
@@ -224,8 +226,8 @@ def _task(ctx: EpisodeContext, progress: Progress) -> list[float]:
         ctx.tolerance / 100.0,
         math.log1p(ctx.tolerance),
         # the floor keeps a = 0 finite; the vector is clipped to [-CLIP, CLIP] anyway
-        drop_pp / max(ctx.tolerance, TOLERANCE_FLOOR),
-        1.0 if drop_pp <= ctx.tolerance else 0.0,
+        progress.drop_bound_pp / max(ctx.tolerance, TOLERANCE_FLOOR),
+        1.0 if progress.within else 0.0,
         progress.best_removed,
     ]
 

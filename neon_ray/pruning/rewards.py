@@ -58,6 +58,8 @@ class StepOutcome:
     """Parameters of the smallest network within the tolerance visited before this step (the original at first)."""
     best_params_after: int | None = None
     """The same after this step: smaller when this step's network is within the tolerance and the smallest yet."""
+    within_after: bool | None = None
+    """This step's network is within the tolerance by the env's confidence bound (None: not measured)."""
     f1_orig: float | None = None
     """Macro-F1 of the unpruned network (measured only when a reward needs it)."""
     f1_before: float | None = None
@@ -179,10 +181,10 @@ def composite(
 
 
 def guarded(outcome: StepOutcome, penalty: float = 0.1, scale: float = 1.0) -> float:
-    """The guard's objective, per step: log(best_before / best_after) - penalty * [changed and D < -a]; / scale.
+    """The guard's objective, per step: log(best_before / best_after) - penalty * [changed and outside]; / scale.
 
     best is the smallest network within the tolerance visited so far, which is exactly what the
-    tolerance guard returns, so an episode's rewards add up to the log of the returned network's
+    tolerance guard returns (within: the env's confidence bound, `within_after`; without one, D >= -a), so an episode's rewards add up to the log of the returned network's
     reduction (the log of what `results.summary.score` averages) less the penalties. A step that
     leaves the tolerance earns nothing by itself and pays `penalty`: small, so the agent still
     probes past the edge (the guard keeps the best network), but prefers ending within it, which
@@ -195,7 +197,8 @@ def guarded(outcome: StepOutcome, penalty: float = 0.1, scale: float = 1.0) -> f
     if outcome.best_params_before is None or outcome.best_params_after is None:
         raise ConfigError("guarded reward: best_params_before/after were not filled (the environment tracks them)")
     reward = math.log(outcome.best_params_before / outcome.best_params_after)
-    if outcome.acc_change_pp < -outcome.tolerance:
+    within = outcome.within_after if outcome.within_after is not None else outcome.acc_change_pp >= -outcome.tolerance
+    if not within:
         reward -= penalty
     return reward / scale
 

@@ -77,3 +77,43 @@ def draw_tolerance(tolerance: Tolerance, sampling: str, rng) -> float:
     if sampling == "uniform":
         return float(rng.uniform(lo, hi))
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+
+# One-sided 95%: the guard's default confidence that a returned network is within the tolerance.
+CONFIDENCE_Z = 1.645
+# pp are compared with a tolerance at this precision (as rewards.change_pp).
+_BOUND_DECIMALS = 9
+
+
+def paired_changes(correct_orig, correct_now) -> tuple[int, int]:
+    """(lost, gained): rows the original got right and the network now gets wrong, and the reverse (bool arrays)."""
+    return int((correct_orig & ~correct_now).sum()), int((~correct_orig & correct_now).sum())
+
+
+def drop_bound_pp(lost: int, gained: int, rows: int, z: float = CONFIDENCE_Z) -> float:
+    """Upper confidence bound, in pp, of the accuracy drop of a pruned network against its original.
+
+    Both are measured on the same `rows` val rows, so the drop is a mean of paired per-row
+    changes (+1 lost, -1 gained, 0 same): its standard error is sd / sqrt(rows). The bound is the
+    measured drop plus z standard errors, with half a disagreement added each way to the
+    spread, so that a val split without disagreements still says how little it can prove: on 49
+    rows even identical predictions only bound the drop by z * 2 pp. Why a bound at all: the guard
+    returns the smallest network whose val drop passes, the one val was luckiest on, and a plain
+    `drop <= a` test then fails on the test split far more often than it passes on val. With
+    z = 0 the bound is the measured drop exactly.
+    """
+    if rows <= 0:
+        raise ConfigError(f"drop_bound_pp needs at least one row, got {rows}")
+    drop = (lost - gained) / rows
+    if z == 0:
+        return round(100.0 * drop, _BOUND_DECIMALS)
+    b, c = lost + 0.5, gained + 0.5
+    variance = max((b + c) / rows - ((b - c) / rows) ** 2, 0.0)
+    return round(100.0 * (drop + z * math.sqrt(variance / rows)), _BOUND_DECIMALS)
+
+
+def check_confidence_z(value, what: str = "confidence_z") -> float:
+    """z of the guard's bound: a finite number in [0, 10] (0: the plain measured drop)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not 0 <= value <= 10:
+        raise ConfigError(f"{what} must be a finite number in [0, 10] (standard errors; 0: no margin), got {value!r}")
+    return float(value)

@@ -190,8 +190,8 @@ def test_the_guard_falls_back_to_the_unpruned_network():
     pruned = prune_episode(model, data, "toy__s0__n000", episode, _scripted([0, 2]), guard=True)  # only the bad step
     assert pruned.returned_step == 0 and pruned.model.spec.hidden == (4, 4)
 
-    kept = SmallestWithinTolerance("orig", params=100, val_acc=0.9, tolerance=1.0)
-    assert not kept.offer(1, "worse", 50, 0.8)  # 10 pp lost
-    assert kept.offer(2, "ok", 60, 0.89)  # exactly 1 pp lost: within, float error in 100 * (x - y) aside
-    assert not kept.offer(3, "same size", 60, 0.95) and kept.best.step == 2
-    assert kept.offer(4, "better", 40, 0.95) and (kept.best.step, kept.best.model) == (4, "better")
+    kept = SmallestWithinTolerance("orig", params=100, val_acc=0.9)
+    assert not kept.offer(1, "outside", 50, 0.8, within=False)
+    assert kept.offer(2, "ok", 60, 0.89, within=True)
+    assert not kept.offer(3, "same size", 60, 0.95, within=True) and kept.best.step == 2
+    assert kept.offer(4, "better", 40, 0.95, within=True) and (kept.best.step, kept.best.model) == (4, "better")
