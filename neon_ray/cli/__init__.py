@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "tune",
     "demo",
     "bench",
+    "submit",
 )
 
 
