@@ -50,7 +50,8 @@ _EPISODE = {
     "tolerance": "tolerance", "tolerance_sampling": "tolerance_sampling", "loops": "loops", "importance": "importance",
     "keep_rates": "keep_rates", "remove_layer": "remove_layer_action",
 }
-_FINETUNE = {"finetune_epochs": "max_epochs", "finetune_rows": "max_train_rows", "finetune_scope": "scope"}
+_FINETUNE = {"finetune_epochs": "max_epochs", "finetune_rows": "max_train_rows", "finetune_scope": "scope",
+             "finetune_targets": "targets"}
 
 
 def register(sub) -> None:
@@ -113,6 +114,9 @@ def add_agent_arguments(p: argparse.ArgumentParser, sweep: bool = False) -> None
                    help="neuron importance when pruning (default l2)")
     p.add_argument("--finetune-epochs", type=int_in(1), default=None, help="fine-tuning epochs at most per step (default 3)")
     p.add_argument("--finetune-rows", type=int_in(2), default=None, help="training rows per fine-tuning epoch (default 2048)")
+    p.add_argument("--finetune-targets", choices=("labels", "original"), default=None,
+                   help="fit each step's fine-tuning to the dataset's labels or to the unpruned network's predictions "
+                        "(distillation)")
     p.add_argument("--finetune-scope", choices=("affected", "all"), default=None,
                    help="fine-tune the changed layers (default) or the whole network")
     p.add_argument("--warmup", type=int_in(0), default=None,

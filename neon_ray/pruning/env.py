@@ -36,7 +36,7 @@ from neon_ray.nets import metrics
 from neon_ray.nets.spec import MLP
 from neon_ray.pruning.catalogue import NetworkCatalogue, ZooNetwork, measure_costs
 from neon_ray.pruning.episode_config import EnvConfig
-from neon_ray.pruning.finetune import finetune
+from neon_ray.pruning.finetune import Targets, finetune
 from neon_ray.pruning.observation import CLIP, OBS_SIZE, EpisodeContext, Progress, observe
 from neon_ray.pruning.rewards import StepOutcome, get_reward
 from neon_ray.pruning.structured import prune_layer, remove_layer
@@ -85,6 +85,8 @@ class _Episode:
     """Upper confidence bound of the current val drop in pp (tolerance.drop_bound_pp); 0 for the original."""
     within: bool = True
     """drop_bound <= tolerance; the original is within by definition."""
+    targets: Targets | None = None
+    """The original's predictions on train and val, when fine-tuning distils (FinetuneConfig.targets 'original')."""
 
 
 class PruningEnv(gym.Env):
@@ -102,6 +104,7 @@ class PruningEnv(gym.Env):
         self.observation_space = gym.spaces.Box(-CLIP, CLIP, shape=(OBS_SIZE,), dtype=np.float32)
         self.action_space = gym.spaces.Discrete(self._settings.n_actions)
         self._episode: _Episode | None = None
+        self._target_cache: dict[str, Targets] = {}
         self._reseed(self.config.seed)
 
     def _reseed(self, seed: int) -> None:
@@ -125,6 +128,8 @@ class PruningEnv(gym.Env):
             costs=dict(net.costs), orig_widths=list(net.model.spec.hidden), best_params=net.params,
         )
         self._episode.correct_orig = self._episode.correct = self._val_correct(net.model)
+        if self._settings.finetune.targets == "original":
+            self._episode.targets = self._targets(net)
         t0 = time.perf_counter()
         obs = self._observe()
         info = {**self._summary(), "tolerance": tolerance}
@@ -205,7 +210,7 @@ class PruningEnv(gym.Env):
         # after a removal the merged Linear is blocks[layer] (or the head when the last layer went)
         ft_layer = min(layer, model.spec.depth - 1) if removed else layer
         t0 = time.perf_counter()
-        result = finetune(model, ft_layer, data, self._settings.finetune, seed=ep.seed + ep.step)
+        result = finetune(model, ft_layer, data, self._settings.finetune, seed=ep.seed + ep.step, original=ep.targets)
         finetune_seconds = time.perf_counter() - t0  # includes caching the frozen prefix
         t0 = time.perf_counter()
         ep.model = model
@@ -219,6 +224,12 @@ class PruningEnv(gym.Env):
         ep.params = metrics.count_params(model)
         ep.costs = measure_costs(model, data, self._reward.needs, self._settings)
         return result.epochs, finetune_seconds, time.perf_counter() - t0
+
+    def _targets(self, net: ZooNetwork) -> Targets:
+        """The original's predictions, computed once per network (an env cycles over few networks)."""
+        if net.network_id not in self._target_cache:
+            self._target_cache[net.network_id] = Targets.of(net.model, self.catalogue.dataset(net.dataset))
+        return self._target_cache[net.network_id]
 
     def _val_correct(self, model: MLP) -> np.ndarray:
         data = self.catalogue.dataset(self._episode.net.dataset)

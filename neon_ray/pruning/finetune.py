@@ -15,7 +15,7 @@ Scope 'all' trains the whole network in train mode (every BatchNorm and Dropout 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -23,9 +23,11 @@ from torch import nn
 from neon_ray.errors import ConfigError
 from neon_ray.nets.checks import MAX_SEED, check_int, check_number
 from neon_ray.nets.spec import MLP
+from neon_ray.nets.metrics import predict
 from neon_ray.nets.training import FitResult, TrainConfig, fit
 
 SCOPES = ("affected", "all")
+TARGETS = ("labels", "original")
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,16 @@ class FinetuneConfig:
     """Validation rows for early stopping (a fixed random subset); None uses every row."""
     seed: int = 0
     """Default seed of the row order and Dropout masks when `finetune` gets none."""
+    targets: str = "labels"
+    """What the pruned network is fitted and early-stopped to: 'labels' (the dataset's classes) or
+    'original' (the unpruned network's predicted classes on the same rows: distillation, which
+    keeps the pruned network's predictions, and so its accuracy, close to the original's)."""
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
             raise ConfigError(f"FinetuneConfig.scope must be one of {SCOPES}, got {self.scope!r}")
+        if self.targets not in TARGETS:
+            raise ConfigError(f"FinetuneConfig.targets must be one of {TARGETS}, got {self.targets!r}")
         for name in ("max_epochs", "batch_size", "patience"):
             check_int(f"FinetuneConfig.{name}", getattr(self, name), 1)
         for name in ("max_train_rows", "max_val_rows"):
@@ -80,6 +88,20 @@ class FinetuneConfig:
             max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
             patience=self.patience, max_train_rows=self.max_train_rows,
         )
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The unpruned network's predicted classes on a dataset's train and val rows (distillation targets)."""
+
+    y_train: torch.Tensor
+    """int64 [n_train]."""
+    y_val: torch.Tensor
+    """int64 [n_val]."""
+
+    @classmethod
+    def of(cls, model: MLP, dataset) -> "Targets":
+        return cls(predict(model, dataset.X_train), predict(model, dataset.X_val))
 
 
 @dataclass(frozen=True)
@@ -183,16 +205,22 @@ def _fit_all(model: MLP, dataset, cfg: FinetuneConfig, seed: int) -> FinetuneRes
     return FinetuneResult(**vars(result), val_rows=len(y_val))
 
 
-def finetune(model: MLP, layer: int, dataset, cfg: FinetuneConfig = FinetuneConfig(), seed: int | None = None) -> FinetuneResult:
+def finetune(model: MLP, layer: int, dataset, cfg: FinetuneConfig = FinetuneConfig(), seed: int | None = None,
+             original: "Targets | None" = None) -> FinetuneResult:
     """Fine-tune `model` in place after a step at hidden layer `layer`; best val weights are kept.
 
-    `dataset` is a `data.Dataset` (train rows fit, val rows early-stop). Deterministic for a
-    given seed (default `cfg.seed`): row order, row subsets and Dropout masks are all seeded.
-    The model is left in eval mode.
+    `dataset` is a `data.Dataset` (train rows fit, val rows early-stop). With cfg.targets
+    'original', `original` holds the unpruned network's predictions on those rows (`Targets.of`),
+    which replace the labels. Deterministic for a given seed (default `cfg.seed`): row order, row
+    subsets and Dropout masks are all seeded. The model is left in eval mode.
     """
     if not 0 <= layer < model.spec.depth:
         raise ConfigError(f"finetune: hidden layer {layer} out of range for {model.spec.describe()} (layers 0..{model.spec.depth - 1})")
     seed = cfg.seed if seed is None else int(seed)
+    if cfg.targets == "original":
+        if original is None:
+            raise ConfigError("finetune with targets 'original' needs the original network's predictions (original=Targets.of(...))")
+        dataset = replace(dataset, y_train=original.y_train, y_val=original.y_val)
     # `fit` seeds the row order and Dropout masks (on a forked global RNG); _val_subset has its own generator
     if cfg.scope == "all":
         result = _fit_all(model, dataset, cfg, seed)

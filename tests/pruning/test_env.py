@@ -312,3 +312,9 @@ def test_guarded_reward_follows_the_smallest_network_within_tolerance(zoo_dir, i
     obs = env._observe()
     assert obs[names.index("best_removed")] == pytest.approx(1 - best / infos[0]["params_orig"], abs=1e-6)
     assert obs[names.index("within_tolerance")] == float(100 * (infos[-1]["val_acc"] - infos[-1]["val_acc_orig"]) >= -tolerance)
+
+
+def test_distilling_fine_tuning_runs_in_the_env(zoo_dir, ids):
+    env = make_env(zoo_dir, networks=[ids[(BC, 2)]], loops=1, finetune={**FAST, "targets": "original"})
+    infos, _ = run_episode(env, policy=lambda step: 2, seed=0)
+    assert all(info["changed"] for info in infos) and env._episode.targets is not None

@@ -8,7 +8,8 @@ from neon_ray.data.datasets import load_dataset
 from neon_ray.errors import ConfigError
 from neon_ray.nets.spec import ArchSpec, build_mlp
 from neon_ray.nets.training import evaluate, fit
-from neon_ray.pruning.finetune import FinetuneConfig, _Suffix, affected_modules, finetune
+from neon_ray.nets.metrics import predict
+from neon_ray.pruning.finetune import FinetuneConfig, Targets, _Suffix, affected_modules, finetune
 from neon_ray.pruning.structured import prune_layer
 
 CFG = FinetuneConfig(max_epochs=3, batch_size=64, patience=3)
@@ -114,3 +115,21 @@ def test_bad_config_is_refused(data):
         FinetuneConfig.from_dict({"epochs": 3})
     with pytest.raises(ConfigError, match="out of range"):
         finetune(_model(data), 4, data, CFG)
+
+
+def test_distillation_fits_the_original_networks_predictions(data):
+    original = _model(data, pre=("none", "none", "none", "none"))
+    fit(original, (data.X_train, data.y_train), (data.X_val, data.y_val), FinetuneConfig(max_epochs=5).train_config(), seed=0)
+    original.eval()
+    targets = Targets.of(original, data)
+    cfg = FinetuneConfig(max_epochs=8, patience=8, targets="original")
+    agree = {}
+    for kind, config in (("original", cfg), ("labels", FinetuneConfig(max_epochs=8, patience=8))):
+        pruned = prune_layer(original, 1, 0.3)
+        finetune(pruned, 1, data, config, seed=0, original=targets)
+        agree[kind] = float((predict(pruned, data.X_val) == targets.y_val).float().mean())
+    assert agree["original"] >= agree["labels"] - 0.02  # distillation keeps the original's answers at least as well
+    with pytest.raises(ConfigError, match="needs the original network's predictions"):
+        finetune(prune_layer(original, 1, 0.5), 1, data, cfg, seed=0)
+    with pytest.raises(ConfigError, match="targets"):
+        FinetuneConfig(targets="teacher")
