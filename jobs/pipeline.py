@@ -1,4 +1,4 @@
-"""Ray Job entry point: the whole protocol-B pipeline from a spec (zoo, agent, prune, baselines, summary).
+"""Ray Job entry point: the whole protocol-B pipeline from a spec (zoo, agent, evaluation).
 
 Run it on a cluster (token auth stays on; see cluster/):
 
@@ -9,8 +9,10 @@ Run it on a cluster (token auth stays on; see cluster/):
 
 or locally (`python -m jobs.pipeline --spec jobs/specs/smoke.json --out runs/smoke`). Inside a
 job, Ray sets RAY_ADDRESS, so the pipeline joins the job's cluster instead of starting one.
-Expect the summary table of the agent and the baselines on the held-out networks, and
-Parquet results under OUT/results (smoke.json: about a minute on 2 CPUs).
+Expect one scored table per tolerance of the agent and the baselines on the held-out networks
+(the tables `neon-ray evaluate` prints), Parquet results under OUT/results, evaluation.json and
+Pareto plots under OUT/results/_evaluation, and a report per tolerance under OUT/report/a<A>/
+(smoke.json: under two minutes on 2 CPUs).
 """
 import sys
 

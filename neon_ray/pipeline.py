@@ -1,13 +1,15 @@
-"""The whole NEON pipeline as one library function: zoo -> agent -> prune -> baselines -> summary.
+"""The whole NEON pipeline as one library function: zoo -> agent -> evaluation.
 
 `neon-ray demo`, `jobs/pipeline.py` (what `ray job submit` runs) and the end-to-end test all
-call `run_pipeline`; only the `PipelineConfig` differs (the embedded demo default, or a JSON
+call `run_pipeline`; only the `PipelineConfig` differs (the defaults for the demo, or a JSON
 spec under jobs/specs/). Protocol B of method.md §8: the agent trains on the train networks of
-every dataset except `holdout`, then prunes every network of the held-out datasets, which it
-has never seen; the baselines run on exactly those networks.
+every dataset except `holdout`; then the project's one evaluation (`agent.evaluate.evaluate`)
+prunes every network of the held-out datasets, which the agent has never seen, with the agent
+(greedy, guarded) and the baselines, at each of `tolerances`, and scores them
+(`results.summary.score`): one table per tolerance, as `neon-ray evaluate` prints.
 
 Stages go to this module's logger at INFO (the stages' own progress to theirs); the caller
-shows the returned summary (`neon-ray demo` prints it).
+shows the returned tables (`neon-ray demo` prints them).
 """
 from __future__ import annotations
 
@@ -18,31 +20,27 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-import pandas as pd
-
-from neon_ray.agent.apply import apply_agent, trained_episode
 from neon_ray.agent.config import AgentTrainConfig, default_agent_episode, default_finetune
+from neon_ray.agent.evaluate import BASELINES, DEFAULT_BASELINES, MAX_SAMPLES, EvaluateConfig, Evaluation, evaluate
 from neon_ray.agent.export import ALGOS
 from neon_ray.agent.run_dir import RunDir
 from neon_ray.agent.training import train_agent
-from neon_ray.baselines.pruners import METHODS, run_baseline
+from neon_ray.data.splits import MIN_CAPPED_ROWS, SplitConfig
 from neon_ray.errors import ConfigError
-from neon_ray.nets.checks import check_int
+from neon_ray.nets.checks import MAX_SEED, check_int
 from neon_ray.nets.spec import MAX_LAYERS, MAX_WIDTH, SamplerConfig
 from neon_ray.nets.training import MAX_EPOCHS
 from neon_ray.pruning.tolerance import parse_tolerance
 from neon_ray.results.report import write_report
-from neon_ray.results.store import read_results
-from neon_ray.results.summary import summarise
 from neon_ray.runtime.files import atomic_write_text, check_output_dir
 from neon_ray.runtime.ray_session import ray_session
 from neon_ray.zoo.build import build_zoo
-from neon_ray.zoo.config import MAX_NETWORKS, MAX_SEED, ZooConfig, zoo_train_config
+from neon_ray.zoo.config import MAX_NETWORKS, ZooConfig, zoo_train_config
 
 log = logging.getLogger(__name__)
 
 SKLEARN_DEMO = ("sklearn:breast_cancer", "sklearn:digits", "sklearn:iris", "sklearn:wine")
-LIST_FIELDS = ("datasets", "holdout", "widths", "baselines", "train_tolerance")
+LIST_FIELDS = ("datasets", "holdout", "widths", "baselines", "train_tolerance", "tolerances")
 """Fields a spec gives as JSON lists (tuples here)."""
 
 
@@ -74,8 +72,9 @@ class PipelineConfig:
     """Agent learner: 'a2c' or 'ppo'."""
     train_tolerance: tuple[float, float] = (1.0, 50.0)
     """Tolerance range (pp) sampled per training episode, so one agent serves all of them."""
-    tolerance: float = 5.0
-    """Tolerance (pp) the held-out networks are pruned under."""
+    tolerances: tuple[float, ...] = (1.0, 5.0, 50.0)
+    """Tolerances (pp) the held-out networks are pruned for and scored at: one table each. A spec's old
+    scalar `tolerance` key is read as `tolerances: [tolerance]`."""
     loops: int = 4
     """Passes over the hidden layers per episode."""
     episodes: int = 150
@@ -84,12 +83,16 @@ class PipelineConfig:
     """RLlib EnvRunners (Ray actors running pruning rollouts in parallel)."""
     finetune_epochs: int = 2
     """Fine-tuning epochs at most after each pruning step."""
-    baselines: tuple[str, ...] = ("random", "uniform")
-    """Baselines run on the same held-out networks."""
+    baselines: tuple[str, ...] = DEFAULT_BASELINES
+    """Baselines run on the same held-out networks (agent.evaluate.BASELINES: '-guard' names are guarded)."""
     uniform_rate: float = 0.7
-    """Keep-rate of the uniform baseline."""
+    """Keep-rate of the uniform baselines."""
     magnitude_rate: float = 0.8
-    """Fraction of weights the magnitude baseline removes."""
+    """Fraction of weights the magnitude baselines remove."""
+    samples: int = 0
+    """K > 0 also scores the agent's best of its greedy and K sampled episodes per network, chosen on val."""
+    max_rows: int | None = None
+    """Cap on each dataset's rows before splitting (a stratified sample; the zoo's SplitConfig.max_rows); null: all."""
 
     def __post_init__(self) -> None:
         """Refuse bad values before any work: ConfigError naming the field, the value and what is allowed."""
@@ -111,7 +114,7 @@ class PipelineConfig:
             _int(f"widths[{i}]", width, 1, MAX_WIDTH)
         _int("max_layers", self.max_layers, 1, MAX_LAYERS)
         _int("zoo_epochs", self.zoo_epochs, 1, MAX_EPOCHS)
-        _int("seed", self.seed, 0, MAX_SEED)
+        _int("seed", self.seed, 0, MAX_SEED - MAX_SAMPLES)  # sampled episode k of the evaluation uses seed + k
         if self.algo not in ALGOS:
             raise ConfigError(f"PipelineConfig.algo must be one of {ALGOS}, got {self.algo!r}")
         tol = self.train_tolerance
@@ -119,21 +122,34 @@ class PipelineConfig:
             raise ConfigError(f"PipelineConfig.train_tolerance must be a pair [lo, hi] of percentage points, got {tol!r}")
         lo = _number("train_tolerance[0]", tol[0], 0, 100)
         object.__setattr__(self, "train_tolerance", (lo, _number("train_tolerance[1]", tol[1], lo, 100)))
-        object.__setattr__(self, "tolerance", parse_tolerance(self.tolerance, "PipelineConfig.tolerance", allow_range=False))
+        self._check_tolerances()
         _int("loops", self.loops, 1, None)
         _int("episodes", self.episodes, 1, None)
         _int("runners", self.runners, 0, None)
         _int("finetune_epochs", self.finetune_epochs, 1, MAX_EPOCHS)
-        unknown = [b for b in self.baselines if b not in METHODS]
-        if unknown:
-            raise ConfigError(f"PipelineConfig.baselines: unknown {unknown}, expected some of {list(METHODS)}")
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown or len(set(self.baselines)) != len(self.baselines):
+            raise ConfigError(f"PipelineConfig.baselines: unknown {unknown} or repeated in {list(self.baselines)}, "
+                              f"expected distinct names among {list(BASELINES)}")
         _number("uniform_rate", self.uniform_rate, 0, 1, lo_open=True)
         _number("magnitude_rate", self.magnitude_rate, 0, 1, hi_open=True)
+        _int("samples", self.samples, 0, MAX_SAMPLES)
+        if self.max_rows is not None:
+            _int("max_rows", self.max_rows, MIN_CAPPED_ROWS, None)
         missing = set(self.holdout) - set(self.datasets)
         if missing:
             raise ConfigError(f"pipeline holdout {sorted(missing)} is not among the datasets {list(self.datasets)}")
         if set(self.holdout) == set(self.datasets):
             raise ConfigError("pipeline holdout must leave at least one dataset to train the agent on")
+
+    def _check_tolerances(self) -> None:
+        tols = self.tolerances
+        if not isinstance(tols, (tuple, list)) or not tols:
+            raise ConfigError(f"PipelineConfig.tolerances must be a non-empty list of percentage points, got {tols!r}")
+        tols = tuple(parse_tolerance(t, f"PipelineConfig.tolerances[{i}]", allow_range=False) for i, t in enumerate(tols))
+        if len(set(tols)) != len(tols):
+            raise ConfigError(f"PipelineConfig.tolerances repeat a value: {list(tols)}")
+        object.__setattr__(self, "tolerances", tols)
 
     @property
     def root(self) -> Path:
@@ -170,10 +186,11 @@ def load_spec(path: str | Path, **overrides) -> PipelineConfig:
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: expected a JSON object of PipelineConfig fields, got {type(doc).__name__}")
     known = {f.name for f in fields(PipelineConfig)}
-    unknown = sorted(set(doc) - known - {"description"})
+    unknown = sorted(set(doc) - known - {"description", "tolerance"})
     if unknown:
         raise ConfigError(f"{path}: unknown keys {unknown}; expected some of {sorted(known)}")
     doc.pop("description", None)
+    _old_tolerance(path, doc)
     doc.update({k: v for k, v in overrides.items() if v is not None})
     for key in LIST_FIELDS:
         if key in doc:
@@ -186,6 +203,19 @@ def load_spec(path: str | Path, **overrides) -> PipelineConfig:
         return PipelineConfig(**doc)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def _old_tolerance(path: Path, doc: dict) -> None:
+    """Specs written before `tolerances` give one scalar `tolerance`: it becomes the only tolerance."""
+    if "tolerance" not in doc:
+        return
+    if "tolerances" in doc:
+        raise ConfigError(f"{path}: give either tolerances (a list) or the older scalar tolerance, not both")
+    old = doc.pop("tolerance")
+    if isinstance(old, list | tuple):
+        raise ConfigError(f"{path}: tolerance (the older scalar key) must be one number; use tolerances for a list, "
+                          f"got {old!r}")
+    doc["tolerances"] = [old]
 
 
 def _no_constant(name: str):
@@ -202,6 +232,7 @@ def zoo_config(cfg: PipelineConfig) -> ZooConfig:
         seed=cfg.seed,
         sampler=SamplerConfig(max_layers=cfg.max_layers, widths=cfg.widths),
         train=zoo_train_config(max_epochs=cfg.zoo_epochs),  # plateau schedule and settle phase, as `zoo build`
+        split=SplitConfig(max_rows=cfg.max_rows),
     )
 
 
@@ -219,6 +250,15 @@ def agent_config(cfg: PipelineConfig) -> AgentTrainConfig:
     )
 
 
+def evaluate_config(cfg: PipelineConfig) -> EvaluateConfig:
+    """The pipeline's last stage: every held-out network, the agent against the baselines, per tolerance."""
+    root = cfg.root
+    return EvaluateConfig(agent=str(root / "agent"), zoo=str(root / "zoo"), datasets=cfg.holdout,
+                          tolerances=cfg.tolerances, results=str(root / "results"), baselines=cfg.baselines,
+                          samples=cfg.samples, seed=cfg.seed, uniform_rate=cfg.uniform_rate,
+                          magnitude_rate=cfg.magnitude_rate)
+
+
 @dataclass(frozen=True)
 class PipelineResult:
     """What a pipeline run left behind."""
@@ -227,42 +267,36 @@ class PipelineResult:
     """The run directory."""
     results: Path
     """The results directory (Hive-partitioned Parquet)."""
-    report: Path
-    """The report written from the results."""
-    summary: pd.DataFrame
-    """The summary of the held-out networks at the pipeline's tolerance (results.summary.summarise)."""
+    reports: dict[float, Path]
+    """Per tolerance, the report written from the results (REPORT/a{tolerance}/report.md)."""
+    evaluation: Evaluation
+    """The evaluation of the held-out networks: `.tables[tolerance]` (one summary row per method, with its
+    `score`), `.frames`, and `.out` (evaluation.json and the Pareto plots)."""
 
 
 def run_pipeline(cfg: PipelineConfig, address: str | None = None, progress: bool = True) -> PipelineResult:
-    """Build the zoo, train the agent, prune the held-out networks, run the baselines, summarise.
+    """Build the zoo, train the agent, evaluate it against the baselines on the held-out networks, write reports.
 
     Re-running with the same `out` reuses the finished zoo, continues the agent from its last
     checkpoint (nothing to do once it reached `episodes`), and replaces its own result rows.
     """
-    root, results = cfg.root, cfg.root / "results"
+    root = cfg.root
     check_output_dir(root, "pipeline run directory")
+    agent, evaluation = agent_config(cfg), evaluate_config(cfg)  # both checked before any work
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "pipeline.json", json.dumps(asdict(cfg), indent=1))
-    agent = agent_config(cfg)
     with ray_session(address):
-        _stage(progress, f"1/4 zoo: {cfg.networks} networks x {len(cfg.datasets)} datasets -> {root / 'zoo'}")
+        _stage(progress, f"1/3 zoo: {cfg.networks} networks x {len(cfg.datasets)} datasets -> {root / 'zoo'}")
         build_zoo(zoo_config(cfg), progress=progress)
-        _stage(progress, f"2/4 agent: {cfg.algo} on every dataset but {', '.join(cfg.holdout)}, {cfg.episodes} episodes")
+        _stage(progress, f"2/3 agent: {cfg.algo} on every dataset but {', '.join(cfg.holdout)}, {cfg.episodes} episodes")
         train_agent(agent, resume=RunDir(root / "agent").latest() is not None, progress=progress)
-        _stage(progress, f"3/4 prune: the agent on every network of {', '.join(cfg.holdout)} at tolerance {cfg.tolerance:g} pp")
-        apply_agent(agent.out, tolerance=cfg.tolerance, results=results, seed=cfg.seed, progress=progress)
-        _stage(progress, f"4/4 baselines on the same networks: {', '.join(cfg.baselines)}")
-        # the baselines play the agent's episode (fine-tuning, keep-rates, reward), at the pipeline's tolerance
-        episode = trained_episode(agent, cfg.tolerance)
-        for method in cfg.baselines:
-            rate = {"uniform": cfg.uniform_rate, "magnitude": cfg.magnitude_rate}.get(method)
-            loops = cfg.loops if method == "random" else None  # the random agent plays the agent's episode
-            run_baseline(agent.zoo, method, rate, datasets=list(cfg.holdout), role="all", results=str(results),
-                         tolerance=cfg.tolerance, loops=loops, seed=cfg.seed, episode=episode,
-                         progress=progress)
-    summary = summarise(read_results(results), tolerance=cfg.tolerance)
-    report = write_report(results, root / "report", tolerance=cfg.tolerance)
-    return PipelineResult(root, results, report, summary)
+        _stage(progress, f"3/3 evaluate on every network of {', '.join(cfg.holdout)}: the agent and "
+                         f"{', '.join(cfg.baselines)} at tolerances {', '.join(f'{t:g}' for t in cfg.tolerances)} pp")
+        ev = evaluate(evaluation)
+    # one report per tolerance: rows of unguarded baselines carry none and are scored at the report's
+    reports = {tol: write_report(evaluation.results, root / "report" / f"a{tol:g}", tolerance=tol)
+               for tol in cfg.tolerances}
+    return PipelineResult(root, Path(evaluation.results), reports, ev)
 
 
 def _stage(progress: bool, message: str) -> None:

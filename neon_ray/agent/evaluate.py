@@ -12,7 +12,8 @@ Every network of `datasets` (all roles) is pruned by:
   else the greedy one (`BestOfSampled`): the choice uses val only, test stays a report;
 - each baseline (`run_baseline`), with the agent's episode (keep-rates, loops, fine-tuning), so
   only the choice of actions differs. A name ending in `-guard` (e.g. `random-guard`, the fair
-  random baseline) is that baseline with the guard; `magnitude` uses its default rate.
+  random baseline) is that baseline with the guard; `uniform` and `magnitude` use `uniform_rate` /
+  `magnitude_rate` (None: the baseline's default rate).
 
 Rows go to `results` through `pruning.batch.run_networks` (one run per method and tolerance,
 each with its manifest). Baselines whose pruning does not depend on the tolerance (unguarded
@@ -32,12 +33,12 @@ from pathlib import Path
 import pandas as pd
 
 from neon_ray.agent.apply import PolicyChooser, agent_pruner, apply_agent, default_run_id
-from neon_ray.baselines.pruners import METHODS, run_baseline
+from neon_ray.baselines.pruners import METHODS, make_pruner, run_baseline
 from neon_ray.errors import ConfigError
 from neon_ray.nets.checks import MAX_SEED, check_int
 from neon_ray.nets.metrics import count_params
 from neon_ray.pruning.batch import run_networks, zoo_networks
-from neon_ray.pruning.episodes import EpisodePruner, Pruned, RunOptions, within_tolerance
+from neon_ray.pruning.episodes import EpisodePruner, Pruned, RunOptions
 from neon_ray.results.report import plot_pareto
 from neon_ray.results.schema import check_tolerance
 from neon_ray.results.summary import score, summarise
@@ -84,6 +85,10 @@ class EvaluateConfig:
     """Measurement options of every run (timing, ...)."""
     address: str | None = None
     """Ray cluster to join (None: the running Ray, or a local one)."""
+    uniform_rate: float | None = None
+    """Keep-rate of the `uniform` baselines (None: the baseline's default)."""
+    magnitude_rate: float | None = None
+    """Fraction of weights the `magnitude` baselines remove (None: the baseline's default)."""
 
     def __post_init__(self) -> None:
         for name in ("datasets", "tolerances", "baselines"):
@@ -112,6 +117,9 @@ class EvaluateConfig:
         if self.options.compress:
             # '+dc' rows would be a second row per network under the same method name in the tables
             raise ConfigError("evaluate compares pruning methods: run Deep Compression separately (options.compress=False)")
+        for method, rate in (("uniform", self.uniform_rate), ("magnitude", self.magnitude_rate)):
+            if rate is not None:
+                make_pruner(method, rate)  # refuses a bad rate now, not after the agent's runs
 
     @property
     def out_dir(self) -> Path:
@@ -164,7 +172,7 @@ class BestOfSampled:
         return replace(best, seconds=seconds, info={**best.info, "chosen_episode": chosen})
 
     def _within(self, pruned: Pruned) -> bool:
-        return within_tolerance(pruned.info["val_acc"], pruned.info["val_acc_orig"], self.tolerance)
+        return pruned.info["within_tolerance"]
 
 
 @dataclass
@@ -179,7 +187,8 @@ class Evaluation:
 def _baseline(cfg: EvaluateConfig, zoo, name: str, tolerance: float | None, episode) -> pd.DataFrame:
     method = name.removesuffix(GUARD_SUFFIX)
     loops = episode.loops if method == "random" else None  # random plays the agent's episode, same length
-    return run_baseline(zoo, method, None, list(cfg.datasets), "all", cfg.results, tolerance=tolerance, loops=loops,
+    rate = {"uniform": cfg.uniform_rate, "magnitude": cfg.magnitude_rate}.get(method)
+    return run_baseline(zoo, method, rate, list(cfg.datasets), "all", cfg.results, tolerance=tolerance, loops=loops,
                         seed=cfg.seed, episode=episode, guard=name.endswith(GUARD_SUFFIX), options=cfg.options,
                         progress=False)
 

@@ -44,7 +44,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     # imported here: they load torch and Ray, and `neon-ray --help` must stay fast
     from neon_ray.agent.evaluate import EvaluateConfig, evaluate
     from neon_ray.pruning.episodes import RunOptions
-    from neon_ray.results.summary import format_summary
 
     more = {} if args.baselines is None else {"baselines": tuple(args.baselines)}
     cfg = EvaluateConfig(agent=args.agent, zoo=args.zoo, datasets=tuple(args.datasets),
@@ -52,8 +51,15 @@ def _evaluate(args: argparse.Namespace) -> int:
                          guard=args.guard, seed=args.seed, out=args.out, options=RunOptions(timing=not args.no_timing),
                          address=args.address, **more)
     ev = evaluate(cfg)
-    for tol, table in ev.tables.items():
-        print(f"\n== tolerance {tol:g} pp: {int(table['networks'].max())} networks per method ==")
-        print(format_summary(table))
+    print_tables(ev.tables)
     print(f"\nrows written to {args.results}; evaluation.json and plots in {ev.out}")
     return 0
+
+
+def print_tables(tables: dict) -> None:
+    """One summary table per tolerance, as `evaluate` returns them (also `neon-ray demo` and `pipeline`)."""
+    from neon_ray.results.summary import format_summary  # here: it loads pandas, and `--help` must stay fast
+
+    for tol, table in tables.items():
+        print(f"\n== tolerance {tol:g} pp: {int(table['networks'].max())} networks per method ==")
+        print(format_summary(table))

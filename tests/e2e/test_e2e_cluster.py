@@ -1,117 +1,50 @@
-"""End to end: a real `ray start --head` cluster, the pipeline job submitted with `ray job submit`.
+"""End to end: the pipeline job of a spec, submitted with `neon-ray submit` to a real `ray start --head`.
 
-The cluster is torn down by stopping exactly the processes this test started (never `ray stop`,
-which ends every Ray process on the machine), and the job is submitted only once the head's
-dashboard answers, retrying while its job agent is still starting.
+The head (tests/e2e/cluster.py) runs in token mode on loopback and free ports and is torn down by
+stopping exactly the processes it started (never `ray stop`, which ends every Ray process on the
+machine). The job is submitted right after the dashboard answers; `neon-ray submit` retries while
+the head's job agent is still starting.
 """
-import json
-import os
-import socket
 import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from e2e.cluster import BIN, head_pids, listening_ips
+from neon_ray.agent.evaluate import GUARD_SUFFIX
+from neon_ray.pipeline import load_spec
+
 REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.e2e
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def test_the_test_cluster_listens_on_loopback_only(head):
+    ips = listening_ips(head_pids(head))
+    assert ips, "no listening socket found for the head's processes"
+    assert all(ip.is_loopback for ip in ips), sorted(map(str, ips))
 
 
-def wait_for_dashboard(address: str, head: subprocess.Popen, timeout: float = 120) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if head.poll() is not None:
-            raise RuntimeError(f"ray start exited with {head.returncode} before the head was ready")
-        try:
-            with urllib.request.urlopen(f"{address}/api/version", timeout=5) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"the Ray dashboard at {address} did not answer within {timeout:.0f} s")
-
-
-def stop_tree(head: subprocess.Popen) -> None:
-    """Stop `ray start --block` and everything under it (GCS, raylet, dashboard, agents, workers), by PID."""
-    from neon_ray.runtime.ray_session import descendants
-    from neon_ray.runtime.reaper import proc_start, reap
-
-    tracked = list(descendants(head.pid).items())
-    if (start := proc_start(head.pid)) is not None:
-        tracked.append((head.pid, start))
-    for pid, _ in tracked:
-        try:
-            os.kill(pid, 15)
-        except OSError:
-            pass
-    reap(tracked)
-    head.wait(timeout=30)
-
-
-@pytest.fixture
-def cluster():
-    """A loopback-only head node; token auth is off only because nothing but this test reaches it."""
-    temp = tempfile.mkdtemp(prefix="nre2e", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    dash = free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env.pop("RAY_ADDRESS", None)
-    # every port chosen free now: Ray's fixed defaults (e.g. the agent's 52365) clash with any other Ray here
-    ports = {flag: free_port() for flag in ("port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                                           "metrics-export-port", "runtime-env-agent-port", "ray-client-server-port",
-                                           "node-manager-port", "object-manager-port")}
-    start = [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=2", *(f"--{f}={p}" for f, p in ports.items()),
-             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={temp}", "--disable-usage-stats"]
-    head = subprocess.Popen(start, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    address = f"http://127.0.0.1:{dash}"
-    try:
-        wait_for_dashboard(address, head)
-        yield address, env
-    finally:
-        stop_tree(head)
-
-
-def submit(command: list[str], env: dict, attempts: int = 10) -> subprocess.CompletedProcess:
-    """`ray job submit`, retried while the head's job agent is not up yet (its documented start-up race)."""
-    for _ in range(attempts):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-        if "No available agent" not in done.stdout + done.stderr:
-            return done
-        time.sleep(3)
-    return done
-
-
-@pytest.mark.e2e
-def test_pipeline_job_through_ray_job_submit(cluster, tmp_path):
-    address, env = cluster
+def test_pipeline_job_through_neon_ray_submit(head, tmp_path):
     out = tmp_path / "run"
-    command = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
-               "python", "-m", "jobs.pipeline", "--spec", "jobs/specs/smoke.json", "--out", str(out)]
-    done = submit(command, env)
+    command = [str(BIN / "neon-ray"), "submit", "jobs/specs/smoke.json", "--address", head.address, "--out", str(out)]
+    done = subprocess.run(command, env=head.client_env(), cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert "succeeded" in done.stdout
+    assert "succeeded" in done.stderr
 
-    spec = json.loads((REPO / "jobs/specs/smoke.json").read_text())
+    spec = load_spec(REPO / "jobs/specs/smoke.json", out=str(out))
     manifest = pd.concat(pd.read_parquet(p) for p in (out / "zoo").glob("*/manifest.parquet"))
-    held_out = manifest[manifest["dataset"].isin(spec["holdout"])]
+    held_out = sorted(manifest[manifest["dataset"].isin(spec.holdout)]["network_id"])
     results = pd.read_parquet(out / "results")
-    agent_rows = results[results["method"].astype(str).str.startswith("neon-")]
-    # every held-out network pruned exactly once, matched by ID
-    assert sorted(agent_rows["network_id"]) == sorted(held_out["network_id"])
-    for method in spec["baselines"]:
-        rows = results[results["method"].astype(str) == method]
-        assert sorted(rows["network_id"]) == sorted(held_out["network_id"])
+    results["method"] = results["method"].astype(str)
+    agent_rows = results[results["method"].str.startswith("neon-")]
+    assert set(agent_rows["tolerance"]) == set(spec.tolerances)
+    # a guarded baseline writes its rows under the baseline's name, at each tolerance
+    assert set(results["method"]) == {agent_rows["method"].iloc[0], *(b.removesuffix(GUARD_SUFFIX) for b in spec.baselines)}
+    # every held-out network pruned exactly once by each method at each of its tolerances, matched by ID
+    for (method, tolerance), rows in results.groupby(["method", "tolerance"], dropna=False):
+        assert sorted(rows["network_id"]) == held_out, (method, tolerance)
     assert (agent_rows["params_after"] <= agent_rows["params_before"]).all()
     assert (out / "agent" / "config.json").is_file()
-    assert (out / "report" / "report.md").is_file()
+    for tolerance in spec.tolerances:  # one report per tolerance
+        assert (out / "report" / f"a{tolerance:g}" / "report.md").is_file()

@@ -270,8 +270,8 @@ def _reward(**params):
     (_sweep, {"concurrent": True}, r"concurrent must be an integer >= 1, got True"),
     (_sweep, {"summary_iterations": 0}, r"summary_iterations must be an integer >= 1, got 0"),
     (_reward, {"w_params": NAN}, r"parameter w_params=nan must be a finite number"),
-    (_pipeline, {"tolerance": NAN}, r"PipelineConfig\.tolerance must be a finite number in \[0, 100\], got nan"),
-    (_pipeline, {"tolerance": 101.0}, r"PipelineConfig\.tolerance .* got 101"),
+    (_pipeline, {"tolerances": (NAN,)}, r"PipelineConfig\.tolerances\[0\] must be a finite number in \[0, 100\], got nan"),
+    (_pipeline, {"tolerances": (5.0, 101.0)}, r"PipelineConfig\.tolerances\[1\] .* got 101"),
     (_pipeline, {"train_tolerance": (5.0, 1.0)}, r"train_tolerance\[1\] must be a finite number in \[5, 100\], got 1.0"),
     (_pipeline, {"train_tolerance": (INF, INF)}, r"train_tolerance\[0\] .* got inf"),
     (_pipeline, {"uniform_rate": 0.0}, r"uniform_rate must be a finite number in \(0, 1\], got 0.0"),
@@ -286,6 +286,8 @@ def _reward(**params):
     (_pipeline, {"finetune_epochs": 0}, r"PipelineConfig\.finetune_epochs"),
     (_pipeline, {"zoo_epochs": NAN}, r"PipelineConfig\.zoo_epochs must be an integer .* got nan"),
     (_pipeline, {"baselines": ("random", "best")}, r"baselines: unknown \['best'\]"),
+    (_pipeline, {"samples": 1001}, r"PipelineConfig\.samples must be an integer in \[0, 1000\], got 1001"),
+    (_pipeline, {"max_rows": 99}, r"PipelineConfig\.max_rows must be an integer in \[100, inf\), got 99"),
     (_pipeline, {"algo": "dqn"}, r"PipelineConfig\.algo must be one of"),
 ], ids=lambda v: getattr(v, "__name__", None) or (",".join(v) if isinstance(v, dict) else None))
 def test_configs_refuse_non_finite_and_out_of_range_values(make, kw, message):
@@ -296,7 +298,8 @@ def test_configs_refuse_non_finite_and_out_of_range_values(make, kw, message):
 @pytest.mark.parametrize("doc, message", [
     ('{"out": "o", "tolerance": NaN}', r"spec.json: not valid JSON \(NaN is not a number a pipeline spec may hold"),
     ('{"out": "o", "uniform_rate": Infinity}', r"Infinity is not a number"),
-    ('{"out": "o", "tolerance": 1e999}', r"spec.json: PipelineConfig\.tolerance must be a finite number in \[0, 100\], got inf"),
+    ('{"out": "o", "tolerance": 1e999}', r"spec.json: PipelineConfig\.tolerances\[0\] must be a finite number in \[0, 100\], got inf"),
+    ('{"out": "o", "tolerances": [1, NaN]}', r"spec.json: not valid JSON \(NaN is not a number"),
     ('{"out": "o", "networks": "4"}', r"spec.json: PipelineConfig\.networks must be an integer in \[1, 10000\], got '4'"),
     ('{"out": "o", "networks": true}', r"PipelineConfig\.networks must be an integer .* got True"),
     ('{"out": "o", "datasets": "sklearn:wine"}', r"spec.json: datasets must be a JSON list, got 'sklearn:wine'"),
