@@ -180,7 +180,7 @@ def composite(
     return reward / scale
 
 
-def guarded(outcome: StepOutcome, penalty: float = 0.1, scale: float = 1.0) -> float:
+def guarded(outcome: StepOutcome, penalty: float = 0.1, scale: float = 1.0, per_tolerance: bool = False) -> float:
     """The guard's objective, per step: log(best_before / best_after) - penalty * [changed and outside]; / scale.
 
     best is the smallest network within the tolerance visited so far, which is exactly what the
@@ -191,6 +191,11 @@ def guarded(outcome: StepOutcome, penalty: float = 0.1, scale: float = 1.0) -> f
     is what matters when no guard is used. NEON's reward instead pays s (at most 40/64000 after
     scaling) for a step within the tolerance against s^3 for luck on the val split, so it teaches
     timid, noise-chasing pruning.
+
+    `per_tolerance` also divides by log(1 + a) (a >= 0.1): what a network can lose grows with a,
+    and so does the log reduction an episode can earn, so an agent trained over a = 1..50 learns
+    mostly from the large tolerances; the division gives every tolerance a comparable share of
+    the gradient.
     """
     if not outcome.changed:
         return 0.0
@@ -200,6 +205,8 @@ def guarded(outcome: StepOutcome, penalty: float = 0.1, scale: float = 1.0) -> f
     within = outcome.within_after if outcome.within_after is not None else outcome.acc_change_pp >= -outcome.tolerance
     if not within:
         reward -= penalty
+    if per_tolerance:
+        reward /= math.log1p(max(outcome.tolerance, 0.1))
     return reward / scale
 
 
@@ -236,6 +243,8 @@ def _guarded_needs(params: dict) -> frozenset:
     penalty = params.get("penalty", 0.1)
     if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not math.isfinite(penalty) or penalty < 0:
         raise ConfigError(f"guarded reward: penalty must be a finite number >= 0, got {penalty!r}")
+    if params.get("per_tolerance", False) not in (True, False):  # 1 / 0 from a CLI's key=value text too
+        raise ConfigError(f"guarded reward: per_tolerance must be true or false (1 or 0), got {params['per_tolerance']!r}")
     return frozenset()
 
 

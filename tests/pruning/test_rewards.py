@@ -165,3 +165,12 @@ def test_guarded_refuses_a_bad_penalty_and_missing_best_counts():
         get_reward("guarded", penalty=-1)
     with pytest.raises(ConfigError, match="best_params"):
         get_reward("guarded")(outcome(keep=0.5, orig=0.9, now=0.9, a=1))
+
+
+def test_guarded_per_tolerance_divides_by_log_one_plus_a():
+    step = dict(keep=0.5, orig=0.9, now=0.9, best_params_before=1000, best_params_after=500)
+    for a in (1.0, 50.0):
+        assert get_reward("guarded", per_tolerance=True)(outcome(a=a, **step)) == pytest.approx(math.log(2) / math.log1p(a))
+    with pytest.raises(ConfigError, match="per_tolerance"):
+        get_reward("guarded", per_tolerance="yes")
+    assert get_reward("guarded", per_tolerance=1.0)(outcome(a=1.0, keep=0.5, best_params_before=2, best_params_after=1)) > 0
