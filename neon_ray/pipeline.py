@@ -30,6 +30,7 @@ from neon_ray.errors import ConfigError
 from neon_ray.nets.checks import MAX_SEED, check_int
 from neon_ray.nets.spec import MAX_LAYERS, MAX_WIDTH, SamplerConfig
 from neon_ray.nets.training import MAX_EPOCHS
+from neon_ray.pruning.episode_config import EpisodeConfig
 from neon_ray.pruning.tolerance import parse_tolerance
 from neon_ray.results.report import write_report
 from neon_ray.runtime.files import atomic_write_text, check_output_dir
@@ -40,7 +41,7 @@ from neon_ray.zoo.config import MAX_NETWORKS, ZooConfig, zoo_train_config
 log = logging.getLogger(__name__)
 
 SKLEARN_DEMO = ("sklearn:breast_cancer", "sklearn:digits", "sklearn:iris", "sklearn:wine")
-LIST_FIELDS = ("datasets", "holdout", "widths", "baselines", "train_tolerance", "tolerances")
+LIST_FIELDS = ("datasets", "holdout", "widths", "baselines", "train_tolerance", "tolerances", "keep_rates")
 """Fields a spec gives as JSON lists (tuples here)."""
 
 
@@ -83,6 +84,14 @@ class PipelineConfig:
     """RLlib EnvRunners (Ray actors running pruning rollouts in parallel)."""
     finetune_epochs: int = 2
     """Fine-tuning epochs at most after each pruning step."""
+    keep_rates: tuple[float, ...] | None = None
+    """The agent's actions (keep-rates); None: the agent's default (agent.config.default_agent_episode)."""
+    reward: str | None = None
+    """The agent's reward name (pruning.rewards); None: the agent's default."""
+    reward_params: dict | None = None
+    """Parameters of `reward`; None: its defaults."""
+    finetune_targets: str | None = None
+    """'labels' or 'original' (distillation, FinetuneConfig.targets); None: the agent's default."""
     baselines: tuple[str, ...] = DEFAULT_BASELINES
     """Baselines run on the same held-out networks (agent.evaluate.BASELINES: '-guard' names are guarded)."""
     uniform_rate: float = 0.7
@@ -127,6 +136,10 @@ class PipelineConfig:
         _int("episodes", self.episodes, 1, None)
         _int("runners", self.runners, 0, None)
         _int("finetune_epochs", self.finetune_epochs, 1, MAX_EPOCHS)
+        try:
+            agent_episode(self)
+        except ConfigError as exc:
+            raise ConfigError(f"PipelineConfig agent episode (keep_rates, reward, reward_params, finetune_targets): {exc}") from None
         unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown or len(set(self.baselines)) != len(self.baselines):
             raise ConfigError(f"PipelineConfig.baselines: unknown {unknown} or repeated in {list(self.baselines)}, "
@@ -236,14 +249,23 @@ def zoo_config(cfg: PipelineConfig) -> ZooConfig:
     )
 
 
+def agent_episode(cfg: PipelineConfig) -> EpisodeConfig:
+    """The episode the agent trains in: the agent's defaults with the spec's choices."""
+    targets = {"targets": cfg.finetune_targets} if cfg.finetune_targets is not None else {}
+    finetune = replace(default_finetune(), max_epochs=cfg.finetune_epochs, **targets)
+    chosen = {k: v for k in ("keep_rates", "reward") if (v := getattr(cfg, k)) is not None}
+    if cfg.reward is not None or cfg.reward_params is not None:
+        chosen["reward_params"] = cfg.reward_params
+    return default_agent_episode(tolerance=cfg.train_tolerance, loops=cfg.loops, finetune=finetune, **chosen)
+
+
 def agent_config(cfg: PipelineConfig) -> AgentTrainConfig:
-    finetune = replace(default_finetune(), max_epochs=cfg.finetune_epochs)
     return AgentTrainConfig(
         zoo=str(cfg.root / "zoo"),
         out=str(cfg.root / "agent"),
         holdout=cfg.holdout,
         algo=cfg.algo,
-        episode=default_agent_episode(tolerance=cfg.train_tolerance, loops=cfg.loops, finetune=finetune),
+        episode=agent_episode(cfg),
         episodes=cfg.episodes,
         num_env_runners=cfg.runners,
         seed=cfg.seed,

@@ -8,7 +8,7 @@ import pytest
 
 from neon_ray.agent.evaluate import DEFAULT_BASELINES, EvaluateConfig
 from neon_ray.errors import ConfigError
-from neon_ray.pipeline import PipelineConfig, evaluate_config, load_spec, run_pipeline, zoo_config
+from neon_ray.pipeline import PipelineConfig, agent_config, evaluate_config, load_spec, run_pipeline, zoo_config
 from neon_ray.zoo.store import open_zoo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,6 +68,8 @@ def test_defaults_and_max_rows_reach_the_zoo(tmp_path):
 
 def test_shipped_specs_use_the_new_fields():
     for path in sorted((REPO / "jobs" / "specs").glob("*.json")):
+        if path.name.startswith("sweep_"):  # Tune sweep specs (jobs/sweep.py), not pipeline specs
+            continue
         doc = json.loads(path.read_text())
         assert "tolerance" not in doc and doc["tolerances"], path
         cfg = load_spec(path, out="o")
@@ -110,3 +112,14 @@ def test_cli_tolerances_are_checked_before_work(argv, tmp_path, capsys, monkeypa
     assert main([*argv, "--out", str(tmp_path / "run")]) == 2
     assert "PipelineConfig.tolerances[1] must be a finite number in [0, 100]" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_spec_chooses_the_agents_actions_reward_and_fine_tuning_targets(tmp_path):
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps({"keep_rates": [1.0, 0.5, 0.25], "reward": "guarded", "reward_params": {"penalty": 0.2},
+                                "finetune_targets": "original", "finetune_epochs": 4}))
+    episode = agent_config(load_spec(spec, out=str(tmp_path / "run"))).episode
+    assert episode.keep_rates == (1.0, 0.5, 0.25) and (episode.reward, episode.reward_params) == ("guarded", {"penalty": 0.2})
+    assert (episode.finetune.targets, episode.finetune.max_epochs) == ("original", 4)
+    with pytest.raises(ConfigError, match="agent episode.*targets"):
+        PipelineConfig(out=str(tmp_path / "run"), finetune_targets="teacher")
