@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "results",
     "compress",
     "tune",
+    "report",
     "demo",
     "bench",
     "submit",
