@@ -36,13 +36,20 @@ _FLAT_EPISODE_KEYS = ("tolerance", "tolerance_sampling", "loops", "keep_rates", 
 
 
 def default_finetune() -> FinetuneConfig:
-    """The agent's per-step fine-tuning budget: small, because every training episode pays it."""
-    return FinetuneConfig(max_epochs=3, patience=1, max_train_rows=2048, max_val_rows=2048)
+    """The agent's per-step fine-tuning budget: small, because every training episode pays it, and
+    distilling (targets 'original'): the guard certifies a network by how few val rows it answers
+    differently from the original, and fitting the original's answers keeps that number small."""
+    return FinetuneConfig(max_epochs=3, patience=1, max_train_rows=2048, max_val_rows=2048, targets="original")
 
 
 def default_agent_episode(**changes) -> EpisodeConfig:
-    """The agent's default episode (tolerances 1 to 50 pp, `default_finetune`) with `changes` applied."""
-    return EpisodeConfig(**{"tolerance": (1.0, 50.0), "finetune": default_finetune(), **changes})
+    """The agent's default episode (tolerances 1 to 50 pp, the guarded reward, `default_finetune`) with `changes` applied.
+
+    The guarded reward pays what the guard returns (pruning.rewards.guarded); NEON's reward stays
+    available (`reward="neon"`). Measured on 18 training and 4 validation datasets of the reduced
+    protocol B (README, "The agent"), it scored higher at a = 5 and 50 pp.
+    """
+    return EpisodeConfig(**{"tolerance": (1.0, 50.0), "reward": "guarded", "finetune": default_finetune(), **changes})
 
 
 @dataclass(frozen=True)

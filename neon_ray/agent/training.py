@@ -206,20 +206,20 @@ def train_agent(cfg: AgentTrainConfig, address: str | None = None, resume: bool 
         cpus = cluster_cpus()
         config = algo_config(resolved, selection.train_ids, cpu_budget=cpus,
                              num_cpus_per_env_runner=runner_cpus(cpus, resolved.num_env_runners),
-                             seed=_resume_seed(resolved.seed, start_iteration))
+                             seed=resume_seed(resolved.seed, start_iteration))
         algo = config.build_algo()
         try:
             if progress and pointer is None and run.config_path.is_file():
                 log.info("%s holds a run without a completed checkpoint: starting it again from scratch", run.root)
             pointer = prepare_run(run, resolved, selection, resume)
             if pointer:
-                _restore(algo, run, pointer, resolved.algo)
+                restore_checkpoint(algo, run, pointer, resolved.algo)
             if progress:
                 _announce(resolved, selection, run, algo)
             # a resumed run's new event file hides what the old ones hold from here on (cf. truncate_progress)
             validator = Validator(resolved, zoo, run) if resolved.validate_every else None
             with TrainingBoard(run.tensorboard, resolved.episode, first_iteration=algo.iteration + 1) as board:
-                checkpoint = _train_loop(algo, resolved, run, board, progress, validator)
+                checkpoint = train_loop(algo, resolved, run, board, progress, validator)
         finally:
             algo.stop()
     history = pd.read_csv(run.progress_path)
@@ -228,7 +228,7 @@ def train_agent(cfg: AgentTrainConfig, address: str | None = None, resume: bool 
                        run.checkpoints / best["checkpoint"] if best else None)
 
 
-def _restore(algo, run: RunDir, pointer: dict, algo_name: str) -> None:
+def restore_checkpoint(algo, run: RunDir, pointer: dict, algo_name: str) -> None:
     """Continue from the pointer's checkpoint: RLlib's state, progress.csv cut back to it, the export added if missing."""
     restored = run.checkpoints / pointer["checkpoint"]
     try:
@@ -242,7 +242,8 @@ def _restore(algo, run: RunDir, pointer: dict, algo_name: str) -> None:
         export_from_algo(algo, restored, algo_name)
 
 
-def _resume_seed(seed: int, iteration: int) -> int:
+def resume_seed(seed: int, iteration: int) -> int:
+    """The seed of a run resumed at `iteration`: a fresh stream, so a resumed run does not replay its start."""
     if iteration == 0:
         return seed
     return int(np.random.SeedSequence([seed, iteration]).generate_state(1)[0] & 0x7FFFFFFF)
@@ -261,8 +262,10 @@ def _announce(cfg: AgentTrainConfig, selection: Selection, run: RunDir, algo) ->
     log.info(f"{'iter':>5} {'episodes':>9} {'return':>9} {'reduction':>9} {'acc pp':>8} {'sec':>6}")
 
 
-def _train_loop(algo, cfg: AgentTrainConfig, run: RunDir, board: TrainingBoard, progress: bool,
+def train_loop(algo, cfg: AgentTrainConfig, run: RunDir, board: TrainingBoard, progress: bool,
                 validator: Validator | None) -> Path:
+    """Train `algo` until cfg.episodes, checkpointing into `run` and validating with `validator`;
+    the newest checkpoint's path. Public so that a Tune trial (tune/trial.py) trains exactly like `train`."""
     saved_at = algo.iteration if run.latest() else -1
     empty, waited = 0, 0.0
     time_total = _last_time_total(run)

@@ -33,7 +33,7 @@ from neon_ray.agent.diagnostics import TrainingBoard
 from neon_ray.agent.run_dir import BEST, LATEST, RunDir, check_run, prepare_run
 # train_agent's own loop, restore and validation, so that a trial trains exactly as `neon-ray train` does;
 # train_agent itself builds its RunDir and Validator inside, where a trial needs its reporting ones.
-from neon_ray.agent.training import Validator, _restore, _resume_seed, _train_loop, algo_config
+from neon_ray.agent.training import Validator, algo_config, restore_checkpoint, resume_seed, train_loop
 from neon_ray.errors import CheckpointError
 from neon_ray.runtime.files import atomic_write_text
 from neon_ray.tune.space import trial_config
@@ -160,15 +160,15 @@ def run_trial(params: dict, plan: TrialPlan) -> None:
     cfg, selection = _resolved(plan, params, run.root, zoo)
     check_run(run, cfg, resume=bool(reported))
     config = algo_config(cfg, selection.train_ids, num_cpus_for_main_process=plan.main_cpus,
-                         num_cpus_per_env_runner=plan.runner_cpus, seed=_resume_seed(cfg.seed, reported))
+                         num_cpus_per_env_runner=plan.runner_cpus, seed=resume_seed(cfg.seed, reported))
     algo = config.build_algo()
     try:
         pointer = prepare_run(run, cfg, selection, resume=bool(reported))
         if pointer:
-            _restore(algo, run, pointer, cfg.algo)
+            restore_checkpoint(algo, run, pointer, cfg.algo)
         validator = ReportingValidator(cfg, zoo, run, reported, plan.iterations)
         with TrainingBoard(run.tensorboard, cfg.episode, first_iteration=algo.iteration + 1) as board:
-            _train_loop(algo, cfg, run, board, False, validator)
+            train_loop(algo, cfg, run, board, False, validator)
     except _Enough:
         pass
     finally:

@@ -55,7 +55,8 @@ def _manifest() -> pd.DataFrame:
 
 
 def test_resolve_fills_neon_defaults():
-    cfg = AgentTrainConfig(zoo="z", episode=default_agent_episode(loops=4))
+    cfg = AgentTrainConfig(zoo="z", episode=default_agent_episode(loops=4, reward="neon"))
+    assert AgentTrainConfig(zoo="z").resolve(select_networks(_manifest()), _manifest()).episode.reward_params == {}
     sel = select_networks(_manifest())
     res = cfg.resolve(sel, _manifest())
     n = len(sel.train_ids)  # 6 (depths 2,1,2 per dataset)
@@ -163,7 +164,7 @@ def test_run_directory_holds_config_progress_and_checkpoints(zoo, short_run):
     doc = json.loads(run.config_path.read_text())
     saved = AgentTrainConfig.from_dict(doc["config"])
     assert saved.train_batch_size == 8 and saved.episodes == 8 and saved.warmup_episodes == 0
-    assert saved.episode.reward_params == {"scale": 64000.0}  # resolved, not None
+    assert saved.episode.reward == "guarded" and saved.episode.reward_params == {}  # resolved, not None
     train_ids = pd.concat(zoo.manifest(d, "train") for d in zoo.datasets)["network_id"]
     assert doc["selection"]["protocol"] == "A" and sorted(doc["selection"]["train_ids"]) == sorted(train_ids)
     rows = pd.read_csv(run.progress_path)
