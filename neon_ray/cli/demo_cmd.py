@@ -9,7 +9,7 @@ from neon_ray.cli.common import add_address, float_list, int_in
 def register(sub) -> None:
     demo = sub.add_parser(
         "demo",
-        help="the whole pipeline on scikit-learn datasets with a local Ray (about a minute on 2 CPUs)",
+        help="the whole pipeline on scikit-learn datasets with a local Ray (a few minutes on 2 CPUs)",
         description="Build small zoos for breast_cancer, digits, iris and wine, train the agent on all but digits, "
         "then evaluate it on every digits network against the baselines (random, random-guard, uniform-search, "
         "magnitude) as `neon-ray evaluate` does, and print one scored table per tolerance.",
