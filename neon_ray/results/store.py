@@ -11,22 +11,28 @@ not Parquet, corrupt, outside the `method=/dataset=` layout) are skipped with a 
 them; files of an older version of the schema (lacking only columns added since,
 `schema.ADDED_COLUMNS`) are read with those columns filled in, and a row repeated under the same (run_id, method, network_id), e.g. by a copied file,
 counts once: the newest `created_at` is kept, with a warning naming the files.
+
+`root` may also be a URI of any filesystem pyarrow opens, e.g. `s3://bucket/results` (see
+`runtime.files`): files are written there as a temporary key, then moved onto their name, and
+read back the same way as from disk. Run manifests (`_runs/`) are read from local roots only.
 """
 from __future__ import annotations
 
 import io
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from neon_ray.errors import DataError, NeonRayError
 from neon_ray.results.runs import read_runs
 from neon_ray.results.schema import ADDED_COLUMNS, FILE_SCHEMA, PARTITIONS, RESULT_COLUMNS, check_run_id, safe_file_name
-from neon_ray.runtime.files import atomic_write, check_output_dir
+from neon_ray.runtime.files import Location, atomic_write, check_output_dir, display, is_uri, join, local_path, open_uri
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +52,8 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-def write_results(rows: list[dict] | pd.DataFrame, root: str | Path) -> list[Path]:
-    """Write rows into `root`, one file per (run_id, method, dataset), replacing earlier copies."""
+def write_results(rows: list[dict] | pd.DataFrame, root: Location) -> list[Location]:
+    """Write rows into `root` (a path or a URI), one file per (run_id, method, dataset), replacing earlier copies."""
     frame = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows
     if frame.empty:
         return []
@@ -58,8 +64,8 @@ def write_results(rows: list[dict] | pd.DataFrame, root: str | Path) -> list[Pat
         check_run_id(run_id)
     written = []
     for (run_id, method, dataset), part in frame.groupby(["run_id", "method", "dataset"], sort=True):
-        folder = Path(root) / f"method={quote(str(method), safe='')}" / f"dataset={quote(str(dataset), safe='')}"
-        final = folder / f"{safe_file_name(str(run_id))}.parquet"
+        final = join(root, f"method={quote(str(method), safe='')}", f"dataset={quote(str(dataset), safe='')}",
+                     f"{safe_file_name(str(run_id))}.parquet")
         data = _parquet_bytes(_to_table(part))  # built before the file is opened: a bad row writes nothing
         written.append(atomic_write(final, lambda fh: fh.write(data)))
     return written
@@ -98,23 +104,35 @@ def _schema_problem(schema: pa.Schema) -> str | None:
     return None
 
 
-def _partition_values(root: Path, path: Path) -> tuple[str, str] | None:
-    parts = path.relative_to(root).parts
+@dataclass(frozen=True)
+class _File:
+    """One file under a results root, local or behind a pyarrow filesystem."""
+
+    shown: str
+    """How messages name it: its path, or its URI."""
+    parts: tuple[str, ...]
+    """Its path below the root, folder by folder."""
+    path: str
+    filesystem: pafs.FileSystem | None = None
+    """None: a local file."""
+
+
+def _partition_values(parts: tuple[str, ...]) -> tuple[str, str] | None:
     if len(parts) != 3 or not parts[0].startswith("method=") or not parts[1].startswith("dataset="):
         return None
     method, dataset = unquote(parts[0][len("method="):]), unquote(parts[1][len("dataset="):])
     return (method, dataset) if method and dataset else None
 
 
-def _read_one(root: Path, path: Path) -> tuple[pa.Table | None, str | None]:
+def _read_one(file: _File) -> tuple[pa.Table | None, str | None]:
     """(table with partition columns, None) or (None, why the file is skipped)."""
-    if path.suffix != ".parquet":
+    if not file.parts[-1].endswith(".parquet"):
         return None, "not a result file (*.parquet)"
-    where = _partition_values(root, path)
+    where = _partition_values(file.parts)
     if where is None:
         return None, "not under the method=<method>/dataset=<dataset>/ folders of a results directory"
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(file.path if file.filesystem is None else _whole_object(file))
         problem = _schema_problem(pf.schema_arrow)
         if problem:
             return None, problem
@@ -132,6 +150,24 @@ def _read_one(root: Path, path: Path) -> tuple[pa.Table | None, str | None]:
     return table.select(RESULT_COLUMNS), None
 
 
+def _whole_object(file: _File, attempts: int = 3) -> pa.BufferReader:
+    """The object's bytes from one request, read again while they do not parse as Parquet.
+
+    Ranged reads of an object (how Parquet is read remotely) can mix two versions of an object
+    replaced meanwhile; one GET returns one version, though possibly cut at the size announced
+    before the replace, which then fails to parse, so it is read once more.
+    """
+    for _ in range(attempts):
+        with file.filesystem.open_input_file(file.path) as handle:
+            data = handle.read()
+        try:
+            pq.read_metadata(pa.BufferReader(data))
+            break
+        except (pa.ArrowException, OSError, ValueError):
+            continue  # cut by a replace, or not Parquet at all: then the caller's ParquetFile says why
+    return pa.BufferReader(data)
+
+
 def _with_added_columns(table: pa.Table) -> pa.Table:
     """An older version's table with the columns added since, at their fill values."""
     for name, value in ADDED_COLUMNS.items():
@@ -145,43 +181,66 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _hidden(root: Path, path: Path) -> bool:
-    # what pyarrow's (and so pandas') dataset discovery skips: any '.' or '_' prefixed name
-    return any(part.startswith((".", "_")) for part in path.relative_to(root).parts)
+def _hidden(parts: tuple[str, ...]) -> bool:
+    # what pyarrow's (and so pandas') dataset discovery skips: any '.' or '_' prefixed name (so
+    # also the temporary keys of writes in progress on an object store)
+    return any(part.startswith((".", "_")) for part in parts)
+
+
+def _local_files(root: Path) -> list[_File]:
+    if not root.is_dir():
+        what = "is not a directory" if root.exists() else "not found"
+        raise DataError(f"{root}: results directory {what}")
+    return [_File(str(p), p.relative_to(root).parts, str(p)) for p in sorted(root.rglob("*")) if p.is_file()]
+
+
+def _uri_files(root: str) -> list[_File]:
+    fs, base = open_uri(root)
+    base = base.rstrip("/")
+    try:
+        kind = fs.get_file_info(base).type
+        if kind != pafs.FileType.Directory:
+            what = "is not a directory" if kind != pafs.FileType.NotFound else "not found"
+            raise DataError(f"{display(root)}: results directory {what}")
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True))
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{display(root)}: results directory cannot be listed ({_first_line(exc)})") from exc
+    files = []
+    for info in sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path):
+        parts = tuple(info.path[len(base) + 1:].split("/"))
+        files.append(_File(display(join(root, *parts)), parts, info.path, fs))
+    return files
 
 
 def _listing(items: list[str], limit: int = 5) -> str:
     return "; ".join(items[:limit]) + (f"; and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def read_results(root: str | Path) -> pd.DataFrame:
-    """All result rows under `root` (partition columns decoded back to plain strings).
+def read_results(root: Location) -> pd.DataFrame:
+    """All result rows under `root`, a path or a URI (partition columns decoded back to plain strings).
 
     Reads file by file: a file that is not a valid result file is skipped with a warning that
     names it (an error when no valid file is left), and rows repeating a (run_id, method,
     network_id) count once, the newest `created_at` kept, with a warning naming the files.
     """
-    root = Path(root)
-    if not root.is_dir():
-        what = "is not a directory" if root.exists() else "not found"
-        raise DataError(f"{root}: results directory {what}")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not _hidden(root, p))
-    if not any(p.suffix == ".parquet" for p in files):
-        runs = read_runs(root)
+    root = str(root) if is_uri(root) else local_path(root)
+    files = [f for f in (_uri_files(root) if isinstance(root, str) else _local_files(root)) if not _hidden(f.parts)]
+    if not any(f.parts[-1].endswith(".parquet") for f in files):
+        runs = read_runs(root) if isinstance(root, Path) else []
         note = (f"; run manifests name {len(runs)} run(s) that wrote no rows: "
                 + ", ".join(f"{r['run_id']!r} ({r['method']}, {r['status']})" for r in runs[:5])) if runs else ""
-        raise DataError(f"{root}: no result files (*.parquet) found{note}")
+        raise DataError(f"{display(root)}: no result files (*.parquet) found{note}")
     tables, sources, skipped = [], [], []
-    for path in files:
-        table, why = _read_one(root, path)
+    for file in files:
+        table, why = _read_one(file)
         if table is None:
-            skipped.append(f"{path} ({why})")
-            log.warning("skipped %s: %s", path, why)
+            skipped.append(f"{file.shown} ({why})")
+            log.warning("skipped %s: %s", file.shown, why)
             continue
         tables.append(table)
-        sources += [str(path)] * table.num_rows
+        sources += [file.shown] * table.num_rows
     if not tables:
-        raise DataError(f"{root}: no valid result files; skipped {len(skipped)}: {_listing(skipped)}")
+        raise DataError(f"{display(root)}: no valid result files; skipped {len(skipped)}: {_listing(skipped)}")
     frame = pa.concat_tables(tables).to_pandas()
     return _drop_duplicates(frame, pd.Series(sources, index=frame.index))[RESULT_COLUMNS]
 

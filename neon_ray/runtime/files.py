@@ -1,19 +1,44 @@
-"""Files on disk: atomic writes, one file-mode policy, output locations checked before work starts.
+"""Files on disk or by URI: atomic writes, one file-mode policy, output locations checked before work starts.
 
 File modes: every file neon-ray writes gets the mode a plain `open()` would give it, 0666 less
 the process umask (0644 under the usual umask 022). Networks, results, configs and compressed
 files are treated alike; a user who keeps them private sets a stricter umask (e.g. 077).
 Temporary files made with `mkstemp` start at 0600, so `atomic_write` sets the policy mode before
 renaming them into place.
+
+Locations by URI: `atomic_write` and `check_output_dir` also take `s3://bucket/key` or any other
+URI pyarrow's `FileSystem.from_uri` opens (gs://, hdfs://, abfs://, ...); `file://` URIs and
+plain paths are local files. Credentials and endpoints come the way pyarrow takes them (for S3:
+AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL or `?endpoint_override=`).
+Object stores have no rename, so atomic replace there is: write the whole object under a unique
+temporary key beside the target, `.NAME.<random>.tmp`, then move it onto the target
+(`FileSystem.move`: on S3 one server-side copy, which replaces the object at once, then a delete
+of the temporary key). Readers never see a partial object; readers of folders skip
+dot-prefixed names, so a temporary key left by a writer that died before the move is never read
+(and may be deleted). A reader that fetches an object in several ranged requests (as Parquet
+readers do) can still mix two versions replaced in between: `results.store` reads each object
+in one request. Objects get the store's permissions, not the file-mode policy.
 """
 from __future__ import annotations
 
+import io
 import os
+import posixpath
+import re
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Callable, IO
+from urllib.parse import quote, unquote, urlparse
+
+import pyarrow as pa
+import pyarrow.fs as pafs
 
 from neon_ray.errors import ConfigError
+
+Location = str | Path
+"""A local path, or a filesystem URI such as s3://bucket/prefix (see the module docstring)."""
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 def file_mode() -> int:
@@ -23,12 +48,68 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
+def is_uri(location: Location) -> bool:
+    """Whether `location` is a filesystem URI other than file:// (which, like a plain path, is local)."""
+    match = _SCHEME.match(location) if isinstance(location, str) else None
+    return bool(match) and match.group(1).lower() != "file"
+
+
+def local_path(location: Location) -> Path:
+    """A local location as a Path (a file:// URI becomes its path)."""
+    if isinstance(location, str) and _SCHEME.match(location):
+        parsed = urlparse(location)
+        if parsed.scheme.lower() != "file" or parsed.netloc not in ("", "localhost"):
+            raise ConfigError(f"{display(location)}: not a local path (a URI of a remote filesystem)")
+        return Path(unquote(parsed.path))
+    return Path(location)
+
+
+def join(location: Location, *parts: str) -> Location:
+    """`location` / parts: a Path for a local location, a URI string (query kept) for a URI.
+
+    In a URI each part is percent-encoded, so the key holds the part as given (pyarrow decodes
+    URI paths): `dataset=sklearn%3Awine` is that folder name on S3 as on disk.
+    """
+    if not is_uri(location):
+        return local_path(location).joinpath(*parts)
+    base, _, query = str(location).partition("?")
+    joined = posixpath.join(base.rstrip("/"), *(quote(part, safe="=") for part in parts))
+    return f"{joined}?{query}" if query else joined
+
+
+def display(location: Location) -> str:
+    """`location` for messages and logs: a URI's user info (S3 URIs may carry `KEY:SECRET@`) masked."""
+    text = str(location)
+    if not is_uri(text):
+        return text
+    parsed = urlparse(text)
+    if "@" not in parsed.netloc:
+        return text
+    return parsed._replace(netloc="***@" + parsed.netloc.rsplit("@", 1)[1]).geturl()
+
+
+def open_uri(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) of a URI; ConfigError naming the URI if pyarrow cannot open it."""
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        raise ConfigError(f"{display(uri)}: not a location pyarrow can open ({_first_line(exc)})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def atomic_write(path: Location, write: Callable[[IO[bytes]], object]) -> Location:
     """Write `path` through `write(fh)` into a temporary sibling, fsync, then rename into place.
 
     Readers never see a half-written file, and a failure leaves the previous file untouched.
+    A URI is written as a temporary key, then moved onto `path` (see the module docstring).
     """
-    path = Path(path)
+    if is_uri(path):
+        return _atomic_write_uri(str(path), write)
+    path = local_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -44,11 +125,31 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
     return path
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+def _atomic_write_uri(uri: str, write: Callable[[IO[bytes]], object]) -> str:
+    buffer = io.BytesIO()  # `write` may seek (torch.save); object stores take whole objects anyway
+    write(buffer)
+    fs, path = open_uri(uri)
+    parent, name = posixpath.split(path)
+    temporary = posixpath.join(parent, f".{name}.{uuid.uuid4().hex}.tmp")
+    try:
+        fs.create_dir(parent, recursive=True)
+        with fs.open_output_stream(temporary) as out:
+            out.write(buffer.getvalue())
+        fs.move(temporary, path)
+    except BaseException:
+        try:
+            fs.delete_file(temporary)
+        except (OSError, pa.ArrowException):  # never written, or the store is gone: readers skip it anyway
+            pass
+        raise
+    return uri
+
+
+def atomic_write_bytes(path: Location, data: bytes) -> Location:
     return atomic_write(path, lambda fh: fh.write(data))
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
+def atomic_write_text(path: Location, text: str) -> Location:
     return atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
@@ -58,16 +159,37 @@ def _first_existing(path: Path) -> Path:
     return path
 
 
-def check_output_dir(path: str | Path, what: str = "output directory") -> Path:
+def check_output_dir(path: Location, what: str = "output directory") -> Location:
     """Fail now, before any work, if `path` cannot become a directory we can write into.
 
-    Creates nothing, so a refused run leaves no trace. Returns the absolute path.
+    Creates nothing, so a refused run leaves no trace. Returns the absolute path (a URI as given;
+    there the location is checked to open, not to be a file, and to lie in an existing bucket or
+    top folder; write permission shows only on the first write).
     """
-    path = Path(path).expanduser().absolute()
+    if is_uri(path):
+        return _check_uri_dir(str(path), what)
+    path = local_path(path).expanduser().absolute()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{what} {path} exists and is not a directory")
     _check_writable_ancestor(path, what)
     return path
+
+
+def _check_uri_dir(uri: str, what: str) -> str:
+    fs, path = open_uri(uri)
+    ancestors = [path]
+    while posixpath.dirname(ancestors[-1].rstrip("/")) not in ("", "/", ancestors[-1]):
+        ancestors.append(posixpath.dirname(ancestors[-1].rstrip("/")))
+    shown = display(uri)
+    try:
+        found = next((p, info) for p in ancestors if (info := fs.get_file_info(p)).type != pafs.FileType.NotFound)
+    except StopIteration:
+        raise ConfigError(f"{what} {shown}: {ancestors[-1]} does not exist (create the bucket or top folder first)") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise ConfigError(f"{what} {shown}: cannot be reached ({_first_line(exc)})") from exc
+    if found[1].type != pafs.FileType.Directory:
+        raise ConfigError(f"{what} {shown}: {found[0]} is a file, expected a directory")
+    return uri
 
 
 def check_output_file(path: str | Path, what: str = "output file") -> Path:

@@ -318,4 +318,5 @@ def test_shipped_specs_still_load():
     from neon_ray.pipeline import load_spec
 
     for spec in sorted((Path(__file__).resolve().parents[2] / "jobs" / "specs").glob("*.json")):
-        assert load_spec(spec, out="o").episodes >= 1
+        if not spec.name.startswith("sweep_"):  # sweep specs are read by jobs/sweep.py (tests/tune)
+            assert load_spec(spec, out="o").episodes >= 1
