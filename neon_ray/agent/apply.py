@@ -13,8 +13,10 @@ every network of the held-out datasets; protocol A prunes the test-role networks
 datasets. `datasets` / `role` override that.
 
 On Ray every task loads the policy itself from the run's agent checkpoint directory (`best`,
-else `latest`; once per worker process); the policy needs no cluster, only the path, so on a multi-node cluster RUN must
-be on a filesystem the nodes share. Only the checkpoint's pickle-free export (policy.json +
+else `latest`; once per worker process); the policy needs no cluster, only its location, so on a
+multi-node cluster RUN is a URI every node reads (`s3://bucket/run`, uploaded with
+`run_dir.upload_run`; credentials and endpoint as pyarrow takes them, on every node) or a path on
+a filesystem the nodes share. Only the checkpoint's pickle-free export (policy.json +
 policy.pt, see export.py) is read, never RLlib's pickles. Actions are greedy (the most likely keep-rate) unless
 `greedy=False`, which samples them with a per-network seed. The guard is on by default: the network
 returned is the smallest one visited within the tolerance on val (pruning/episodes.py).
@@ -27,15 +29,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from neon_ray.agent.algos import LoadedPolicy, load_policy
+from neon_ray.agent.algos import LoadedPolicy
 from neon_ray.agent.config import AgentTrainConfig
 from neon_ray.agent.protocols import select_networks
-from neon_ray.agent.run_dir import agent_checkpoint
+from neon_ray.agent.run_dir import agent_checkpoint, load_checkpoint_policy
 from neon_ray.errors import ConfigError
 from neon_ray.pruning.batch import run_networks, slug, zoo_networks
 from neon_ray.pruning.episode_config import EpisodeConfig
 from neon_ray.pruning.episodes import Chooser, EpisodePruner, Pruned, RunOptions, network_seed, prune_episode
 from neon_ray.pruning.tolerance import parse_tolerance
+from neon_ray.runtime.files import Location, base_name, display, is_uri
 from neon_ray.zoo.store import open_zoo
 
 
@@ -69,18 +72,24 @@ def policy_chooser(policy, env_actions: int, greedy: bool = True, seed: int = 0,
 @functools.lru_cache(maxsize=4)
 def _cached_policy(checkpoint: str):
     # Ray reuses worker processes across tasks: load each checkpoint once per process
-    return load_policy(checkpoint)
+    return load_checkpoint_policy(checkpoint)
+
+
+def _resolved(location: Location) -> Location:
+    """A path made absolute (tasks run elsewhere); a URI as given."""
+    return str(location) if is_uri(location) else Path(location).expanduser().resolve()
 
 
 class PolicyChooser:
-    """Builds a network's chooser inside its Ray task from a checkpoint directory (picklable)."""
+    """Builds a network's chooser inside its Ray task from a checkpoint directory, a path or a URI (picklable)."""
 
-    def __init__(self, checkpoint: str | Path, greedy: bool = True, seed: int = 0):
-        self.checkpoint = str(Path(checkpoint).expanduser().resolve())
+    def __init__(self, checkpoint: Location, greedy: bool = True, seed: int = 0):
+        self.checkpoint = str(_resolved(checkpoint))
         self.greedy, self.seed = greedy, seed
 
     def __call__(self, network_id: str, env_actions: int) -> Chooser:
-        return policy_chooser(_cached_policy(self.checkpoint), env_actions, self.greedy, self.seed, network_id, self.checkpoint)
+        return policy_chooser(_cached_policy(self.checkpoint), env_actions, self.greedy, self.seed, network_id,
+                              display(self.checkpoint))
 
 
 def prune_one(policy, model, dataset, episode: EpisodeConfig, *, greedy: bool = True, seed: int = 0,
@@ -95,25 +104,25 @@ def prune_one(policy, model, dataset, episode: EpisodeConfig, *, greedy: bool = 
     return prune_episode(model, dataset, network_id, episode, choose, network_seed(seed, network_id), guard=guard)
 
 
-def agent_pruner(run_dir: str | Path, tolerance: float | None = None, greedy: bool = True, seed: int = 0,
+def agent_pruner(run_dir: Location, tolerance: float | None = None, greedy: bool = True, seed: int = 0,
                  guard: bool = True):
     """(EpisodePruner for the run's agent checkpoint (`best`, else `latest`), the run's AgentTrainConfig).
 
     Loads the policy once here, so a bad run directory fails before any task starts.
     """
-    run_dir = Path(run_dir).expanduser().resolve()
+    run_dir = _resolved(run_dir)
     checkpoint, cfg = agent_checkpoint(run_dir)
-    load_policy(checkpoint)  # the export is complete and readable
+    load_checkpoint_policy(checkpoint)  # the export is complete and readable
     return checkpoint_pruner(checkpoint, cfg, run_dir, tolerance, greedy, seed, guard), cfg
 
 
-def checkpoint_pruner(checkpoint: Path, cfg: AgentTrainConfig, run_dir: Path, tolerance: float | None = None,
+def checkpoint_pruner(checkpoint: Location, cfg: AgentTrainConfig, run_dir: Location, tolerance: float | None = None,
                       greedy: bool = True, seed: int = 0, guard: bool = True) -> EpisodePruner:
     """The EpisodePruner of one checkpoint directory of run `run_dir` (trained with `cfg`)."""
     episode = trained_episode(cfg, tolerance)
     label = (f"a={episode.tolerance:g} loops={episode.loops}" + ("" if greedy else f" sample seed={seed}")
              + (" guard" if guard else ""))
-    extra = {"agent": str(run_dir), "checkpoint": checkpoint.name, "greedy": greedy, "algo": cfg.algo}
+    extra = {"agent": display(run_dir), "checkpoint": base_name(checkpoint), "greedy": greedy, "algo": cfg.algo}
     pruner = EpisodePruner(f"neon-{cfg.algo}", label, episode, PolicyChooser(checkpoint, greedy, seed),
                            tolerance=episode.tolerance, seed=seed, config=extra, guard=guard)
     return pruner
@@ -132,13 +141,13 @@ def default_networks(zoo, cfg, datasets: list[str] | None = None, role: str | No
     return zoo_networks(zoo, datasets, role)
 
 
-def default_run_id(pruner: EpisodePruner, run_dir: str | Path) -> str:
+def default_run_id(pruner: EpisodePruner, run_dir: Location) -> str:
     """`{method}__{run name}__{label}`: applying the same agent the same way again replaces its rows."""
-    return f"{pruner.method}__{slug(Path(run_dir).resolve().name)}__{slug(pruner.label)}"
+    return f"{pruner.method}__{slug(base_name(_resolved(run_dir)))}__{slug(pruner.label)}"
 
 
 def apply_agent(
-    run_dir: str | Path,
+    run_dir: Location,
     *,
     zoo=None,
     datasets: list[str] | None = None,
@@ -147,7 +156,7 @@ def apply_agent(
     greedy: bool = True,
     guard: bool = True,
     seed: int = 0,
-    results: str | Path | None = None,
+    results: Location | None = None,
     run_id: str | None = None,
     options: RunOptions = RunOptions(),
     address: str | None = None,
@@ -156,9 +165,10 @@ def apply_agent(
     """Prune the selected networks of `zoo` (default: the run's zoo) with the trained agent on Ray.
 
     Writes rows (method 'neon-a2c' / 'neon-ppo', the common schema) to `results` dataset by
-    dataset and returns them; `options` saves pruned networks and adds Deep Compression.
+    dataset and returns them; `options` saves pruned networks and adds Deep Compression. `run_dir`
+    and `results` may be URIs (s3://...); `zoo` and `options.save_dir` are paths.
     """
-    run_dir = Path(run_dir).expanduser().resolve()
+    run_dir = _resolved(run_dir)
     pruner, cfg = agent_pruner(run_dir, tolerance, greedy, seed, guard)
     zoo = zoo if zoo is not None else cfg.zoo
     if isinstance(zoo, (str, Path)):

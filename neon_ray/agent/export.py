@@ -18,6 +18,10 @@ refuses anything but tensors and plain containers, after their SHA-256 matched t
 
     export_policy(module, "RUN/checkpoints/iter_000010", algo="a2c")   # what training does
     module, spec = read_policy("RUN/checkpoints/iter_000010")          # what prune does
+    module, spec = read_policy("s3://bucket/run/checkpoints/iter_000010")   # the same, by URI
+
+Reading (and writing) also takes a URI of any filesystem pyarrow opens (see `runtime.files`):
+each file is read whole in one request, and the checksum is taken of the very bytes loaded.
 
 `export_rllib_checkpoint(checkpoint_dir, algo)` adds the export to an RLlib checkpoint written
 before this format existed. It unpickles that checkpoint: use it on checkpoints you trust only.
@@ -25,6 +29,7 @@ before this format existed. It unpickles that checkpoint: use it on checkpoints 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -34,7 +39,9 @@ import numpy as np
 import torch
 
 from neon_ray.errors import CheckpointError, NeonRayError
-from neon_ray.runtime.files import atomic_write, atomic_write_text
+from neon_ray.runtime.files import (
+    Location, atomic_write_bytes, atomic_write_text, display, is_dir, is_file, is_uri, join, read_bytes,
+)
 
 POLICY_FORMAT = "neon-ray-policy"
 POLICY_VERSION = 1
@@ -89,24 +96,25 @@ def policy_spec(module, algo: str) -> dict:
     return spec
 
 
-def export_policy(module, out_dir: str | Path, algo: str) -> Path:
+def export_policy(module, out_dir: Location, algo: str) -> Location:
     """Write `out_dir/policy.pt` then `out_dir/policy.json` (the JSON last: it marks a complete export)."""
     spec = policy_spec(module, algo)
     state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
     return write_export(spec, state, out_dir)
 
 
-def write_export(spec: dict, state: dict[str, torch.Tensor], out_dir: str | Path) -> Path:
+def write_export(spec: dict, state: dict[str, torch.Tensor], out_dir: Location) -> Location:
     """Write an export from a spec (see policy_spec) and a state_dict of tensors."""
-    out = Path(out_dir)
-    weights = out / WEIGHTS_FILE
-    atomic_write(weights, lambda fh: torch.save(state, fh))
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    weights = buffer.getvalue()
+    atomic_write_bytes(join(out_dir, WEIGHTS_FILE), weights)
     doc = {**spec, "weights_sha256": _sha256(weights)}
-    atomic_write_text(out / SPEC_FILE, json.dumps(doc, indent=1, sort_keys=True))
-    return out
+    atomic_write_text(join(out_dir, SPEC_FILE), json.dumps(doc, indent=1, sort_keys=True))
+    return _folder(out_dir)
 
 
-def export_from_algo(algo, out_dir: str | Path, algo_name: str) -> Path:
+def export_from_algo(algo, out_dir: Location, algo_name: str) -> Location:
     """Export the learner's policy of a running RLlib Algorithm (what its checkpoints hold)."""
     from ray.rllib.core import DEFAULT_MODULE_ID
 
@@ -133,49 +141,70 @@ def export_rllib_checkpoint(checkpoint_dir: str | Path, algo: str) -> Path:
 # ---------------------------------------------------------------------------- reading
 
 
-def has_export(path: str | Path) -> bool:
-    return (Path(path) / SPEC_FILE).is_file()
+def _folder(path: Location) -> Location:
+    return str(path) if is_uri(path) else Path(path).expanduser().absolute()
 
 
-def read_spec(path: str | Path) -> dict:
-    """policy.json of the export in directory `path`, checked field by field."""
-    spec_path = Path(path).expanduser().absolute() / SPEC_FILE
-    if not spec_path.is_file():
-        raise CheckpointError(_missing_message(spec_path.parent))
+def has_export(path: Location) -> bool:
+    return is_file(join(_folder(path), SPEC_FILE))
+
+
+def read_spec(path: Location) -> dict:
+    """policy.json of the export in directory `path` (a path or a URI), checked field by field."""
+    folder = _folder(path)
+    spec_path = join(folder, SPEC_FILE)
+    shown = display(spec_path)
     try:
-        spec = json.loads(spec_path.read_text())
+        if not is_file(spec_path):
+            raise CheckpointError(_missing_message(folder))
+        spec = json.loads(read_bytes(spec_path).decode())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{spec_path}: not a readable policy description ({exc})") from None
-    _check_spec(spec, str(spec_path))
+        raise CheckpointError(f"{shown}: not a readable policy description ({exc})") from None
+    _check_spec(spec, shown)
     if not isinstance(spec.get("weights_sha256"), str):
-        raise CheckpointError(f"{spec_path}: 'weights_sha256' is missing")
+        raise CheckpointError(f"{shown}: 'weights_sha256' is missing")
     return spec
 
 
-def read_policy(path: str | Path):
-    """(RLModule in eval mode, spec) from the export in directory `path`; runs no code from the files."""
-    folder = Path(path).expanduser().absolute()
+def read_policy(path: Location):
+    """(RLModule in eval mode, spec) from the export in folder `path` (a path or a URI); runs no code from the files."""
+    folder = _folder(path)
     spec = read_spec(folder)
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        raise CheckpointError(f"{weights} is missing ({SPEC_FILE} describes it)")
-    if _sha256(weights) != spec["weights_sha256"]:
-        raise CheckpointError(f"{weights}: contents do not match the SHA-256 in {folder / SPEC_FILE} "
+    spec_shown, weights = display(join(folder, SPEC_FILE)), display(join(folder, WEIGHTS_FILE))
+    data = _weights_bytes(join(folder, WEIGHTS_FILE))
+    if _sha256(data) != spec["weights_sha256"]:  # before torch sees a byte of it
+        raise CheckpointError(f"{weights}: contents do not match the SHA-256 in {spec_shown} "
                               "(truncated, corrupted or replaced); export the policy again")
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError, EOFError, RuntimeError, ...: a file we cannot read
-        raise CheckpointError(f"{weights}: not a readable tensor file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise CheckpointError(f"{weights}: expected a state_dict (names -> tensors)")
+    state = _load_state(data, weights)
     module = build_module(spec)
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{weights} does not fit the policy {folder / SPEC_FILE} describes: "
+        raise CheckpointError(f"{weights} does not fit the policy {spec_shown} describes: "
                               f"{str(exc).splitlines()[0]}") from None
     module.eval()
     return module, spec
+
+
+def _weights_bytes(weights: Location) -> bytes:
+    try:
+        if not is_file(weights):
+            raise CheckpointError(f"{display(weights)} is missing ({SPEC_FILE} describes it)")
+        return read_bytes(weights)
+    except OSError as exc:
+        raise CheckpointError(f"{display(weights)}: cannot be read ({exc})") from None
+
+
+def _load_state(data: bytes, shown: str) -> dict[str, torch.Tensor]:
+    """The state_dict in `data`; weights_only refuses anything but tensors and plain containers."""
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, EOFError, RuntimeError, ...: a file we cannot read
+        raise CheckpointError(f"{shown}: not a readable tensor file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise CheckpointError(f"{shown}: expected a state_dict (names -> tensors)")
+    return state
 
 
 def build_module(spec: dict):
@@ -186,11 +215,11 @@ def build_module(spec: dict):
                           model_config=dict(spec["model_config"]))
 
 
-def _missing_message(folder: Path) -> str:
-    rllib = (folder / "rllib_checkpoint.json").is_file() or (folder / "learner_group").is_dir()
+def _missing_message(folder: Location) -> str:
+    rllib = is_file(join(folder, "rllib_checkpoint.json")) or is_dir(join(folder, "learner_group"))
     what = "holds an RLlib checkpoint but no" if rllib else "has no"
-    return (f"{folder} {what} safe policy export ({SPEC_FILE} + {WEIGHTS_FILE}). neon-ray applies agents only from "
-            "this format and never unpickles RLlib checkpoints, since a tampered pickle runs arbitrary code. "
+    return (f"{display(folder)} {what} safe policy export ({SPEC_FILE} + {WEIGHTS_FILE}). neon-ray applies agents "
+            "only from this format and never unpickles RLlib checkpoints, since a tampered pickle runs arbitrary code. "
             "Runs trained with this version write it with every checkpoint; to add it to an older run that you "
             "trust, resume it (`neon-ray train --out RUN --resume`) or call "
             "neon_ray.agent.export.export_rllib_checkpoint(CHECKPOINT_DIR, ALGO)")
@@ -240,9 +269,5 @@ def _int_in(value: Any, lo: int, hi: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

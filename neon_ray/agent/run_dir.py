@@ -10,11 +10,18 @@
                               (kept however old; progress.csv's val_score column has every score)
 
 Applying an agent (`load_agent`, `prune`) reads only config.json, a pointer (`best` if there is
-one, else `latest`) and policy.json +
-policy.pt (see export.py); resuming training restores RLlib's own checkpoint, which unpickles
-files: trusted runs only. `check_run` says what a configuration may do with a directory before
-anything is written; a run directory without a completed checkpoint is started again from
-scratch by a new run.
+one, else `latest`) and policy.json + policy.pt (see export.py); resuming training restores
+RLlib's own checkpoint, which unpickles files: trusted runs only.
+
+By URI: a run directory may also be read from `s3://bucket/run` (or any URI pyarrow opens, see
+`runtime.files`), so prune tasks on every node read the agent from the same place. Training
+writes to a path only; `upload_run(RUN, URI)` (`neon-ray agent upload`) copies what applying
+reads: each pointed-to checkpoint's policy.pt then policy.json, config.json, progress.csv, and
+the pointers last, so a reader of the URI follows a pointer only to a complete checkpoint.
+RLlib's own checkpoint files are not uploaded: resume training from the local run.
+
+`check_run` says what a configuration may do with a directory before anything is written; a
+run directory without a completed checkpoint is started again from scratch by a new run.
 """
 from __future__ import annotations
 
@@ -27,10 +34,13 @@ from pathlib import Path
 
 from neon_ray.agent.algos import LoadedPolicy, load_policy
 from neon_ray.agent.config import AgentTrainConfig
-from neon_ray.agent.export import export_from_algo
+from neon_ray.agent.export import SPEC_FILE, WEIGHTS_FILE, export_from_algo, read_policy
 from neon_ray.agent.protocols import Selection
 from neon_ray.errors import CheckpointError, ConfigError, NeonRayError
-from neon_ray.runtime.files import atomic_write_text, check_output_dir, check_path_component
+from neon_ray.runtime.files import (
+    Location, atomic_write_bytes, atomic_write_text, check_output_dir, check_path_component, display, is_dir, is_file,
+    is_uri, join, local_path, read_bytes,
+)
 
 CONFIG_FILE = "config.json"
 PROGRESS_FILE = "progress.csv"
@@ -44,29 +54,31 @@ PROGRESS_COLUMNS = ("iteration", "episodes_total", "episodes", "env_steps", "ret
 
 @dataclass(frozen=True)
 class RunDir:
-    """Paths and atomic writes of a training run directory."""
+    """Paths and atomic writes of a training run directory (by URI: reading only)."""
 
-    root: Path
-    """The run directory (a str is converted; made absolute, so it works from any working directory)."""
+    root: Location
+    """The run directory: a path (a str is converted; made absolute, so it works from any working
+    directory), or a URI such as s3://bucket/run, kept as given, which the agent is read from."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root).expanduser().absolute())
+        if not is_uri(self.root):
+            object.__setattr__(self, "root", local_path(self.root).expanduser().absolute())
 
     @property
-    def config_path(self) -> Path:
-        return self.root / CONFIG_FILE
+    def config_path(self) -> Location:
+        return join(self.root, CONFIG_FILE)
 
     @property
-    def progress_path(self) -> Path:
-        return self.root / PROGRESS_FILE
+    def progress_path(self) -> Location:
+        return join(self.root, PROGRESS_FILE)
 
     @property
-    def checkpoints(self) -> Path:
-        return self.root / CHECKPOINTS
+    def checkpoints(self) -> Location:
+        return join(self.root, CHECKPOINTS)
 
     @property
-    def tensorboard(self) -> Path:
-        return self.root / TENSORBOARD
+    def tensorboard(self) -> Location:
+        return join(self.root, TENSORBOARD)
 
     def latest(self) -> dict | None:
         """The newest checkpoint's pointer {checkpoint, iteration, episodes}, or None."""
@@ -76,10 +88,10 @@ class RunDir:
         """The best-validated checkpoint's pointer {checkpoint, iteration, episodes, val_score}, or None."""
         return self._pointer(BEST)
 
-    def agent_checkpoint_path(self) -> Path:
+    def agent_checkpoint_path(self) -> Location:
         """The checkpoint an agent is applied from: `best` when validation wrote one, else `latest`."""
         pointer = self.best()
-        return self.checkpoints / pointer["checkpoint"] if pointer else self.latest_checkpoint()
+        return join(self.checkpoints, pointer["checkpoint"]) if pointer else self.latest_checkpoint()
 
     def set_best(self, iteration: int, episodes: int, val_score: float, keep: int) -> None:
         """Point `best` at iteration's checkpoint, then prune what it no longer protects."""
@@ -100,11 +112,11 @@ class RunDir:
         self.write_progress(rows)
 
     def _pointer(self, kind: str) -> dict | None:
-        path = self.checkpoints / kind
-        if not path.is_file():
-            return None
+        path = display(join(self.checkpoints, kind))
         try:
-            pointer = json.loads(path.read_text())
+            if not is_file(join(self.checkpoints, kind)):
+                return None
+            pointer = json.loads(read_bytes(join(self.checkpoints, kind)).decode())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"{path}: not a valid checkpoint pointer ({exc})") from None
         name = pointer.get("checkpoint") if isinstance(pointer, dict) else None
@@ -115,34 +127,34 @@ class RunDir:
             check_path_component(name, f"{path}: checkpoint")
         except ConfigError as exc:
             raise CheckpointError(str(exc)) from None
-        if not (self.checkpoints / name).is_dir():
-            raise CheckpointError(f"{path} points to {name!r}, which is not in {self.checkpoints}; "
+        if not is_dir(join(self.checkpoints, name)):
+            raise CheckpointError(f"{path} points to {name!r}, which is not in {display(self.checkpoints)}; "
                                   "restore that checkpoint, or start a new run in another directory")
         return pointer
 
-    def latest_checkpoint(self) -> Path:
+    def latest_checkpoint(self) -> Location:
         pointer = self.latest()
         if pointer is None:
-            raise CheckpointError(f"{self.root}: no completed checkpoint yet ({self.checkpoints / LATEST} is missing)")
-        return self.checkpoints / pointer["checkpoint"]
+            raise CheckpointError(f"{display(self.root)}: no completed checkpoint yet "
+                                  f"({display(join(self.checkpoints, LATEST))} is missing)")
+        return join(self.checkpoints, pointer["checkpoint"])
 
     def read_config(self) -> AgentTrainConfig:
-        if not self.config_path.is_file():
-            raise NeonRayError(f"{self.root}: not an agent run directory ({CONFIG_FILE} is missing)")
+        shown = display(self.config_path)
         try:
-            doc = json.loads(self.config_path.read_text())
+            if not is_file(self.config_path):
+                raise NeonRayError(f"{display(self.root)}: not an agent run directory ({CONFIG_FILE} is missing)")
+            doc = json.loads(read_bytes(self.config_path).decode())
             saved = doc["config"]
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"{self.config_path}: not a readable agent run configuration "
+            raise CheckpointError(f"{shown}: not a readable agent run configuration "
                                   f"({type(exc).__name__}: {exc})") from None
         if not isinstance(saved, dict):
-            raise CheckpointError(f"{self.config_path}: 'config' must be a JSON object")
+            raise CheckpointError(f"{shown}: 'config' must be a JSON object")
         try:
             return AgentTrainConfig.from_dict(saved)
-        except TypeError as exc:
-            raise ConfigError(f"{self.config_path}: {exc}") from None
-        except ConfigError as exc:
-            raise ConfigError(f"{self.config_path}: {exc}") from None
+        except (TypeError, ConfigError) as exc:
+            raise ConfigError(f"{shown}: {exc}") from None
 
     def write_config(self, cfg: AgentTrainConfig, selection: Selection) -> None:
         doc = {"config": cfg.to_dict(), "selection": asdict(selection)}
@@ -219,6 +231,10 @@ def check_run(run: RunDir, cfg: AgentTrainConfig, resume: bool) -> dict | None:
     whose run never completed a checkpoint may be started again from scratch; with `resume` it
     has nothing to resume from.
     """
+    if is_uri(run.root):
+        raise ConfigError(f"run directory (--out) {display(run.root)}: training writes its run directory to a path "
+                          "(local, or shared by the nodes), not a URI; train into a path, then copy the agent there "
+                          "with `neon-ray agent upload RUN URI`")
     check_output_dir(run.root, "run directory (--out)")
     if resume:
         if not run.config_path.is_file():
@@ -264,22 +280,73 @@ def _differences(saved: dict, new: dict, prefix: str = "") -> list[str]:
     return diff
 
 
-def agent_checkpoint(run_dir: str | Path) -> tuple[Path, AgentTrainConfig]:
-    """(The run's agent checkpoint directory: `best` if validated, else `latest`; the run's configuration), paths absolute."""
+def agent_checkpoint(run_dir: Location) -> tuple[Location, AgentTrainConfig]:
+    """(The run's agent checkpoint directory: `best` if validated, else `latest`; the run's configuration).
+
+    `run_dir` is a path (made absolute) or a URI (see the module docstring).
+    """
     run = RunDir(run_dir)
-    if not run.root.is_dir():
-        raise CheckpointError(f"{run.root}: no such agent run directory")
+    try:
+        found = is_dir(run.root)
+    except OSError as exc:
+        raise CheckpointError(f"{display(run.root)}: agent run directory cannot be read ({exc})") from None
+    if not found:
+        raise CheckpointError(f"{display(run.root)}: no such agent run directory")
     cfg = run.read_config()
     return run.agent_checkpoint_path(), cfg
 
 
-def load_agent(run_dir: str | Path, *, seed: int | None = None) -> tuple[LoadedPolicy, AgentTrainConfig]:
+def load_checkpoint_policy(checkpoint: Location, *, seed: int | None = None) -> LoadedPolicy:
+    """`algos.load_policy` of a checkpoint directory given as a path or a URI (the export read through pyarrow)."""
+    if not is_uri(checkpoint):
+        return load_policy(checkpoint, seed=seed)
+    module, spec = read_policy(checkpoint)
+    return LoadedPolicy(module, seed=seed, spec=spec)
+
+
+def load_agent(run_dir: Location, *, seed: int | None = None) -> tuple[LoadedPolicy, AgentTrainConfig]:
     """The run's agent (its policy) and the run's configuration; needs no Ray cluster.
 
     The agent is the checkpoint RUN/checkpoints/best names when the run was validated
     (`validate_every`: the highest validation score), else the one RUN/checkpoints/latest names
     (the newest). Reads only RUN/config.json, that pointer and the checkpoint's policy.json + policy.pt
     (see export.py): nothing that can run code. A checkpoint without that export is refused.
+    RUN may be a URI, e.g. s3://bucket/run (see the module docstring).
     """
     checkpoint, cfg = agent_checkpoint(run_dir)
-    return load_policy(checkpoint, seed=seed), cfg
+    return load_checkpoint_policy(checkpoint, seed=seed), cfg
+
+
+def upload_run(run_dir: str | Path, dest: Location) -> Location:
+    """Copy what applying the run's agent reads to `dest` (a URI, or another path); returns `dest`.
+
+    Each checkpoint a pointer names goes first (policy.pt, then policy.json), then config.json and
+    progress.csv, then the pointers as they were read at the start, so readers of `dest` follow a
+    pointer only to a complete checkpoint. Upload a run that is not training at the moment.
+    """
+    run = RunDir(run_dir)
+    if is_uri(run.root):
+        raise ConfigError(f"{display(run.root)}: the run to upload must be a path (where training wrote it)")
+    run.read_config()  # a run directory, readable, before anything is written
+    run.latest_checkpoint()
+    pointers = {kind: pointer for kind in (BEST, LATEST) if (pointer := run._pointer(kind))}
+    check_output_dir(dest, "agent upload destination")
+    target = RunDir(dest)
+    try:
+        _copy_run(run, target, pointers)
+    except OSError as exc:
+        raise NeonRayError(f"uploading {run.root} to {display(dest)} failed ({exc}); every file is written whole, "
+                           "so running the upload again completes it") from None
+    return target.root
+
+
+def _copy_run(run: RunDir, target: RunDir, pointers: dict[str, dict]) -> None:
+    for name in sorted({pointer["checkpoint"] for pointer in pointers.values()}):
+        read_policy(run.checkpoints / name)  # complete and intact: refused here, not on every node later
+        for file in (WEIGHTS_FILE, SPEC_FILE):  # the JSON last: it marks a complete export
+            atomic_write_bytes(join(target.checkpoints, name, file), (run.checkpoints / name / file).read_bytes())
+    for path in (run.config_path, run.progress_path):
+        if path.is_file():
+            atomic_write_bytes(join(target.root, path.name), path.read_bytes())
+    for kind, pointer in pointers.items():  # last: readers follow them to complete checkpoints only
+        atomic_write_text(join(target.checkpoints, kind), json.dumps(pointer))

@@ -18,8 +18,9 @@ def register(sub) -> None:
         ),
     )
     p.add_argument("--agent", required=True,
-                   help="training run directory (RUN with config.json and checkpoints/); only the latest checkpoint's "
-                        "policy.json + policy.pt are read, never RLlib's pickles")
+                   help="training run directory (RUN with config.json and checkpoints/), or its upload at a URI "
+                        "(s3://..., see `neon-ray agent upload`); only the best or latest checkpoint's policy.json + "
+                        "policy.pt are read, never RLlib's pickles")
     p.add_argument("--zoo", default=None, help="zoo directory (default: the one the agent trained on)")
     p.add_argument("--datasets", type=csv_list, default=None, help="comma-separated datasets (default: see above)")
     p.add_argument("--role", choices=["test", "all"], default=None, help="which networks of those datasets (default: see above)")
@@ -46,14 +47,15 @@ def _prune(args: argparse.Namespace) -> int:
 
     from neon_ray.agent.apply import apply_agent
     from neon_ray.pruning.episodes import RunOptions
-    from neon_ray.runtime.files import check_output_dir
+    from neon_ray.runtime.files import check_output_dir, is_uri
     from neon_ray.results.summary import format_summary, summarise
 
     check_output_dir(args.results, "results directory (--results)")
     if args.save_networks:
         check_output_dir(args.save_networks, "pruned networks directory (--save-networks)")
     options = RunOptions(timing=not args.no_timing, compress=args.compress, save_dir=args.save_networks)
-    agent = Path(args.agent).expanduser().resolve()  # relative paths work from any working directory
+    # relative paths work from any working directory; a URI is read as given by every Ray task
+    agent = args.agent if is_uri(args.agent) else Path(args.agent).expanduser().resolve()
     zoo = str(Path(args.zoo).expanduser().resolve()) if args.zoo else None
     frame = apply_agent(
         agent, zoo=zoo, datasets=args.datasets, role=args.role, tolerance=args.tolerance,

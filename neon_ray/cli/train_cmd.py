@@ -188,8 +188,11 @@ def _train(args: argparse.Namespace) -> int:
     from neon_ray.agent.run_dir import CONFIG_FILE
     from neon_ray.agent.training import train_agent
     from neon_ray.errors import ConfigError
-    from neon_ray.runtime.files import check_output_dir
+    from neon_ray.runtime.files import check_output_dir, is_uri
 
+    if is_uri(args.out):
+        raise ConfigError(f"--out {args.out}: training writes a local run directory; upload it afterwards with "
+                          "`neon-ray agent upload RUN URI`")
     out = check_output_dir(args.out, "run directory (--out)")
     args.out = str(out)
     if args.resume:

@@ -165,13 +165,14 @@ def _tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # imported here: they load torch and Ray, and `neon-ray --help` must stay fast
     from neon_ray.errors import ConfigError
     from neon_ray.runtime.files import check_output_dir
-    from neon_ray.tune.sweep import format_trials, resume_sweep, run_sweep
+    from neon_ray.tune.sweep import check_storage, format_trials, resume_sweep, run_sweep
 
     if args.resume:
         _only(args, parser, _RESUME_FLAGS, "--resume takes the sweep's saved settings (OUT/NAME/sweep.json)")
         return _print_result(resume_sweep(args.resume, address=args.address), format_trials)
     if not args.out:
         raise ConfigError("a new sweep needs --out (and --zoo and --validate-on, or --spec), or --resume OUT/NAME")
+    check_storage(args.out)  # before check_output_dir, which would contact a URI's store
     check_output_dir(args.out, "--out (sweep storage directory)")
     if args.spec:
         from neon_ray.tune.sweep import load_sweep_spec

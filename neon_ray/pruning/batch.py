@@ -8,8 +8,10 @@ On Ray (`run_networks`) each network is one task with one CPU and one torch thre
 (`runtime.fanout`). The driver loads each network and puts each dataset into the object store
 once, keeps at most a few tasks per CPU in flight (so a large zoo never sits in memory at
 once), saves pruned networks as tasks finish, and writes a dataset's rows as soon as its last
-network is done, so a crash keeps every finished dataset. Tasks need no shared filesystem,
-except an agent's checkpoint directory, which the agent's chooser reads in the task.
+network is done, so a crash keeps every finished dataset. Tasks need no shared filesystem: an
+agent's chooser reads the agent's checkpoint in the task, from a URI (`s3://...`) as well as a
+path. `results` may be a URI too (rows and run manifests are written by the driver); pruned
+networks (`options.save_dir`) are saved to a path only.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from neon_ray.results.runs import finish_run, start_run
 from neon_ray.results.schema import check_run_id
 from neon_ray.results.store import write_results
 from neon_ray.runtime.fanout import fan_out
-from neon_ray.runtime.files import atomic_write_bytes, check_output_dir
+from neon_ray.runtime.files import Location, atomic_write_bytes, check_output_dir, display, is_uri
 from neon_ray.runtime.progress import ProgressLine
 from neon_ray.runtime.ray_session import cluster_cpus, ray_session
 from neon_ray.zoo.config import dataset_slug
@@ -46,6 +48,7 @@ def _open(zoo) -> Zoo:
 
 def run_episode(zoo, network_id: str, pruner: Pruner, run_id: str = "local", options: RunOptions = RunOptions()) -> list[dict]:
     """Prune one zoo network in this process (no Ray) and return its result row(s); saves when asked."""
+    _check_save_dir(options)
     zoo = _open(zoo)
     network = zoo.row(network_id)
     model, _ = zoo.load(network_id)
@@ -53,6 +56,16 @@ def run_episode(zoo, network_id: str, pruner: Pruner, run_id: str = "local", opt
     if options.save_dir:
         save_pruned(options.save_dir, zoo, network, result, pruner, run_id)
     return result.rows
+
+
+def _check_save_dir(options: RunOptions) -> None:
+    if not options.save_dir:
+        return
+    if is_uri(options.save_dir):
+        # networks are saved by nets.checkpoint, which writes files on a path
+        raise ConfigError(f"directory for pruned networks (save_dir) {display(options.save_dir)}: networks are saved "
+                          "to a local or shared-filesystem path, not a URI; results may go to a URI")
+    check_output_dir(options.save_dir, "directory for pruned networks (save_dir)")
 
 
 def save_pruned(save_dir: str | Path, zoo: Zoo, network: dict, result: NetworkResult, pruner: Pruner, run_id: str) -> Path:
@@ -100,7 +113,7 @@ def run_networks(
     networks: pd.DataFrame,
     *,
     run_id: str,
-    results: str | Path | None = None,
+    results: Location | None = None,
     options: RunOptions = RunOptions(),
     address: str | None = None,
     progress: bool = True,
@@ -120,8 +133,7 @@ def run_networks(
     check_run_id(run_id)
     if results is not None:
         check_output_dir(results, "results directory")
-    if options.save_dir:
-        check_output_dir(options.save_dir, "directory for pruned networks (save_dir)")
+    _check_save_dir(options)
     zoo = _open(zoo)
     batch = _Batch(zoo, pruner, networks, run_id, results, options)
     manifest = None

@@ -14,7 +14,7 @@ counts once: the newest `created_at` is kept, with a warning naming the files.
 
 `root` may also be a URI of any filesystem pyarrow opens, e.g. `s3://bucket/results` (see
 `runtime.files`): files are written there as a temporary key, then moved onto their name, and
-read back the same way as from disk. Run manifests (`_runs/`) are read from local roots only.
+read back the same way as from disk, run manifests (`_runs/`) included.
 """
 from __future__ import annotations
 
@@ -226,7 +226,7 @@ def read_results(root: Location) -> pd.DataFrame:
     root = str(root) if is_uri(root) else local_path(root)
     files = [f for f in (_uri_files(root) if isinstance(root, str) else _local_files(root)) if not _hidden(f.parts)]
     if not any(f.parts[-1].endswith(".parquet") for f in files):
-        runs = read_runs(root) if isinstance(root, Path) else []
+        runs = read_runs(root)
         note = (f"; run manifests name {len(runs)} run(s) that wrote no rows: "
                 + ", ".join(f"{r['run_id']!r} ({r['method']}, {r['status']})" for r in runs[:5])) if runs else ""
         raise DataError(f"{display(root)}: no result files (*.parquet) found{note}")

@@ -6,21 +6,23 @@ files are treated alike; a user who keeps them private sets a stricter umask (e.
 Temporary files made with `mkstemp` start at 0600, so `atomic_write` sets the policy mode before
 renaming them into place.
 
-Locations by URI: `atomic_write` and `check_output_dir` also take `s3://bucket/key` or any other
-URI pyarrow's `FileSystem.from_uri` opens (gs://, hdfs://, abfs://, ...); `file://` URIs and
-plain paths are local files. Credentials and endpoints come the way pyarrow takes them (for S3:
-AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL or `?endpoint_override=`).
+Locations by URI: `atomic_write`, `check_output_dir`, `read_bytes`, `is_file`, `is_dir` and
+`list_files` also take `s3://bucket/key` or any other URI pyarrow's `FileSystem.from_uri` opens
+(gs://, hdfs://, abfs://, ...); `file://` URIs and plain paths are local files. Credentials and
+endpoints come the way pyarrow takes them (for S3: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
+AWS_ENDPOINT_URL or `?endpoint_override=`, or `KEY:SECRET@` in the URI, which messages mask).
 Object stores have no rename, so atomic replace there is: write the whole object under a unique
 temporary key beside the target, `.NAME.<random>.tmp`, then move it onto the target
 (`FileSystem.move`: on S3 one server-side copy, which replaces the object at once, then a delete
 of the temporary key). Readers never see a partial object; readers of folders skip
 dot-prefixed names, so a temporary key left by a writer that died before the move is never read
 (and may be deleted). A reader that fetches an object in several ranged requests (as Parquet
-readers do) can still mix two versions replaced in between: `results.store` reads each object
-in one request. Objects get the store's permissions, not the file-mode policy.
+readers do) can still mix two versions replaced in between: `read_bytes` and `results.store`
+read each object in one request. Objects get the store's permissions, not the file-mode policy.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import posixpath
@@ -143,6 +145,70 @@ def _atomic_write_uri(uri: str, write: Callable[[IO[bytes]], object]) -> str:
             pass
         raise
     return uri
+
+
+def read_bytes(location: Location) -> bytes:
+    """The whole file; a URI's object in one request, so one version of it (see the module docstring).
+
+    Any failure is an OSError (FileNotFoundError when there is no such file).
+    """
+    if not is_uri(location):
+        return local_path(location).read_bytes()
+    fs, path = open_uri(str(location))
+    with _as_os_error(location), fs.open_input_stream(path) as handle:
+        return handle.read()
+
+
+@contextlib.contextmanager
+def _as_os_error(location: Location):
+    """pyarrow's errors that are not OSErrors already (ArrowInvalid, ...) as OSErrors naming `location`."""
+    try:
+        yield
+    except pa.ArrowException as exc:
+        if isinstance(exc, OSError):
+            raise
+        raise OSError(f"{display(location)}: {_first_line(exc)}") from exc
+
+
+def _kind(location: Location) -> pafs.FileType:
+    if not is_uri(location):
+        path = local_path(location)
+        if path.is_file():
+            return pafs.FileType.File
+        return pafs.FileType.Directory if path.is_dir() else pafs.FileType.NotFound
+    fs, path = open_uri(str(location))
+    with _as_os_error(location):
+        return fs.get_file_info(path.rstrip("/")).type
+
+
+def is_file(location: Location) -> bool:
+    return _kind(location) == pafs.FileType.File
+
+
+def is_dir(location: Location) -> bool:
+    """A folder; by URI on an object store, a prefix some object lies under."""
+    return _kind(location) == pafs.FileType.Directory
+
+
+def base_name(location: Location) -> str:
+    """The last name of a path or of a URI's path (decoded, query dropped)."""
+    if not is_uri(location):
+        return local_path(location).name
+    parsed = urlparse(str(location))
+    return unquote(posixpath.basename(parsed.path.rstrip("/"))) or parsed.netloc.rsplit("@", 1)[-1]
+
+
+def list_files(folder: Location) -> list[tuple[tuple[str, ...], Location]]:
+    """(names below `folder`, location) of every file under `folder`, sorted; none if it does not exist."""
+    if not is_uri(folder):
+        root = local_path(folder)
+        return [(p.relative_to(root).parts, p) for p in sorted(root.rglob("*")) if p.is_file()]
+    fs, base = open_uri(str(folder))
+    base = base.rstrip("/")
+    with _as_os_error(folder):
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    found = sorted(tuple(i.path[len(base) + 1:].split("/")) for i in infos if i.type == pafs.FileType.File)
+    return [(parts, join(folder, *parts)) for parts in found]
 
 
 def atomic_write_bytes(path: Location, data: bytes) -> Location:

@@ -25,7 +25,9 @@ cluster's CPUs hold (or `concurrent`). OUT/NAME/sweep.json holds the sweep's set
 rebuilds the trainable and the search space from it, finished trials stay as they are, and
 interrupted ones continue from their last report. SIGTERM during a sweep stops it like Ctrl-C
 (state saved, trials marked unfinished). On a multi-node cluster `out` and the zoo must be on a
-filesystem every node shares.
+filesystem every node shares. `out` is a path, not a URI (`check_storage`): each trial writes its
+agent run directory into Tune's trial folder as files; copy the best agent to a URI afterwards
+with `agent.run_dir.upload_run` (`neon-ray agent upload OUT/NAME/best s3://...`).
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ from ray import tune
 
 from neon_ray.agent.evaluate import EvaluateConfig, Evaluation, evaluate
 from neon_ray.errors import ConfigError
-from neon_ray.runtime.files import atomic_write, atomic_write_text, check_output_dir
+from neon_ray.runtime.files import Location, atomic_write, atomic_write_text, check_output_dir, display, is_uri
 from neon_ray.runtime.ray_session import cluster_cpus, ray_session, verbose
 from neon_ray.tune.config import SWEEP_FILE, SweepConfig, load_sweep, load_sweep_spec  # noqa: F401 (this module's API)
 from neon_ray.tune.space import (  # noqa: F401  (RewardVariant and the defaults are this module's API too)
@@ -86,8 +88,17 @@ class SweepResult:
         return list(self.table.loc[self.table["status"] == "error", "trial"])
 
 
+def check_storage(out: Location, flag: str = "--out") -> None:
+    """Refuse a URI as the sweep's storage, before anything contacts it."""
+    if is_uri(out):
+        raise ConfigError(f"{flag} {display(out)}: sweeps are stored on a path (local, or a filesystem every node "
+                          "shares), not a URI: each trial writes its agent run directory there as files; copy the best "
+                          "agent to a URI afterwards with `neon-ray agent upload OUT/NAME/best URI`")
+
+
 def run_sweep(cfg: SweepConfig, address: str | None = None, progress: bool = True) -> SweepResult:
     """Run a new sweep (OUT/NAME must not exist); `progress` logs a line per trial report."""
+    check_storage(cfg.out)
     check_output_dir(cfg.out, "sweep output directory")
     if cfg.experiment_dir.exists():
         raise ConfigError(f"{cfg.experiment_dir} exists already; choose another --name or --out, "
@@ -97,6 +108,7 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, progress: bool = Tru
 
 def resume_sweep(experiment_dir: str | Path, address: str | None = None, progress: bool = True) -> SweepResult:
     """Continue an interrupted sweep from OUT/NAME: unfinished and failed trials go on from their last report."""
+    check_storage(experiment_dir, "--resume")
     cfg = load_sweep(experiment_dir)
     check_output_dir(cfg.experiment_dir, "sweep directory (--resume)")
     return _run(cfg, address, progress, resume=True)

@@ -384,7 +384,7 @@ def test_a_refused_or_failed_run_leaves_a_directory_the_next_run_accepts(tiny_zo
     def crash(*args, **kwargs):
         raise ConfigError("simulated failure before the first checkpoint")
 
-    monkeypatch.setattr(training, "_train_loop", crash)
+    monkeypatch.setattr(training, "train_loop", crash)
     with pytest.raises(ConfigError, match="simulated failure"):
         _train_cli(*base)
     monkeypatch.undo()

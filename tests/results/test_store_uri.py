@@ -1,5 +1,5 @@
 """Results by URI (`s3://...`) against a real S3-compatible server: moto's server mode, started on
-loopback and a free port by this module, reached by pyarrow's own S3 client (no mock of pyarrow).
+loopback and a free port (tests/conftest_s3.py), reached by pyarrow's own S3 client (no mock of pyarrow).
 
 Object stores have no rename: a write goes to a unique temporary key `.NAME.<random>.tmp`, then
 moves onto NAME (S3: one server-side copy, then a delete); readers skip dot-prefixed keys.
@@ -7,92 +7,19 @@ moves onto NAME (S3: one server-side copy, then a delete); readers skip dot-pref
 from __future__ import annotations
 
 import logging
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 import uuid
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
+from conftest_s3 import bucket, keys, s3, uri  # noqa: F401  (fixtures)
 from neon_ray.errors import ConfigError, DataError
 from neon_ray.results.store import read_results, write_results
 from neon_ray.runtime.files import atomic_write, atomic_write_bytes, check_output_dir, display, is_uri, join, local_path
 from test_results import rows
-
-MOTO_SERVER = Path(sys.executable).parent / "moto_server"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-               "AWS_EC2_METADATA_DISABLED": "true"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_moto(timeout: float = 60) -> tuple[subprocess.Popen, int]:
-    """moto_server on 127.0.0.1 and a free port, once it answers; a new port if the chosen one was taken."""
-    if not MOTO_SERVER.is_file():
-        pytest.fail(f"{MOTO_SERVER} not found: install the test extra (pip install -c constraints.txt -e '.[test]')")
-    for _ in range(3):
-        port = _free_port()
-        server = subprocess.Popen([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        end = time.monotonic() + timeout
-        while server.poll() is None and time.monotonic() < end:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=2):
-                    return server, port
-            except OSError:
-                time.sleep(0.2)
-        server.kill()
-        server.wait()
-    pytest.fail("moto_server did not start on loopback")
-
-
-@pytest.fixture(scope="module")
-def s3():
-    """(filesystem, URI query) of a loopback S3 server; credentials in the environment as a user would set them."""
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in CREDENTIALS.items():
-            env.setenv(key, value)
-        server, port = _start_moto()
-        try:
-            fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http", allow_bucket_creation=True)
-            yield fs, f"endpoint_override=127.0.0.1:{port}&scheme=http"
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-
-
-@pytest.fixture()
-def bucket(s3):
-    fs, _ = s3
-    name = f"neon-{uuid.uuid4().hex[:12]}"
-    fs.create_dir(name)
-    return name
-
-
-def uri(s3, path: str) -> str:
-    return f"s3://{path}?{s3[1]}"
-
-
-def keys(s3, prefix: str) -> list[str]:
-    fs, _ = s3
-    return sorted(i.path[len(prefix) + 1:] for i in fs.get_file_info(pafs.FileSelector(prefix, recursive=True))
-                  if i.type == pafs.FileType.File)
 
 
 def test_results_round_trip_through_s3_as_on_disk(s3, bucket, tmp_path):
@@ -119,7 +46,7 @@ def test_rewriting_replaces_the_object_and_leaves_no_temporary_key(s3, bucket):
 
 
 def test_a_temporary_key_left_by_a_dead_writer_is_never_read(s3, bucket):
-    fs, _ = s3
+    fs = s3[0]
     root = uri(s3, f"{bucket}/res")
     write_results(rows("r1", "neon", "phoneme", 2), root)
     # a writer killed between upload and move leaves its temporary key, here half an object
@@ -171,7 +98,7 @@ def test_readers_see_one_whole_version_or_the_other_while_it_is_replaced(s3, buc
 
 
 def test_foreign_objects_are_skipped_with_a_warning_naming_their_uri(s3, bucket, caplog):
-    fs, _ = s3
+    fs = s3[0]
     root = uri(s3, f"{bucket}/res")
     write_results(rows("r1", "neon", "phoneme", 2), root)
     with fs.open_output_stream(f"{bucket}/res/method=neon/dataset=phoneme/other.parquet") as out:
