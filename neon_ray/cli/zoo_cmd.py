@@ -138,6 +138,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     import json
+    from dataclasses import replace
     from functools import partial
 
     from neon_ray.agent.config import default_finetune
@@ -146,7 +147,9 @@ def _check(args: argparse.Namespace) -> int:
     from neon_ray.zoo.check import check_zoo, format_check
     from neon_ray.zoo.store import open_zoo
 
-    budget = EpisodeConfig().finetune if args.budget == "episode" else default_finetune()
+    # labels, even for the agent's distilling budget: the check asks whether training on the labels
+    # would still raise accuracy (an under-trained base network); fitting its own predictions cannot
+    budget = EpisodeConfig().finetune if args.budget == "episode" else replace(default_finetune(), targets="labels")
     report = check_zoo(open_zoo(args.zoo), partial(finetune, cfg=budget), datasets=tuple(args.datasets or ()) or None,
                        seed=args.seed, reference=not args.no_reference, in_process=args.in_process,
                        address=args.address, workers=args.workers, progress=not args.json)
