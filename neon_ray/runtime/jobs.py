@@ -25,6 +25,7 @@ import contextlib
 import logging
 import math
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -251,6 +252,30 @@ async def _tail(client: JobSubmissionClient, job_id: str, write: Callable[[str],
         write(chunk)
 
 
+def _stream(client: JobSubmissionClient, job_id: str, write: Callable[[str], None]) -> None:
+    """Run `_tail` in a thread of its own and wait for it here, where Ctrl-C lands.
+
+    Run in the main thread, asyncio turns SIGINT into a cancellation of the tail, and a websocket
+    read inside Ray's client can absorb that cancellation and go on streaming: Ctrl-C then did
+    nothing until the job ended. A thread's event loop installs no signal handler, and the main
+    thread's short joins let KeyboardInterrupt through at once.
+    """
+    errors: list[BaseException] = []
+
+    def tail() -> None:
+        try:
+            asyncio.run(_tail(client, job_id, write))
+        except BaseException as exc:  # handed to the main thread, which decides
+            errors.append(exc)
+
+    thread = threading.Thread(target=tail, name=f"tail-{job_id}", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if errors:
+        raise errors[0]
+
+
 def wait_terminal(client: JobSubmissionClient, job_id: str, timeout_s: float | None = 30.0) -> JobStatus:
     """The job's status once terminal, or the last one seen after `timeout_s` (None: no limit)."""
     end = math.inf if timeout_s is None else time.monotonic() + timeout_s
@@ -266,7 +291,7 @@ def follow(client: JobSubmissionClient, job_id: str, write: Callable[[str], None
     midway (the head dropped it) leaves the job running, so then its end is awaited without output.
     """
     try:
-        asyncio.run(_tail(client, job_id, write))
+        _stream(client, job_id, write)
         status = wait_terminal(client, job_id)
     except (RuntimeError, aiohttp.ClientError) as exc:
         log.warning("lost the output stream of job %s (%s); waiting for it to end", job_id, _first_line(exc))
