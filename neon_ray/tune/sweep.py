@@ -54,7 +54,7 @@ from neon_ray.tune.space import (  # noqa: F401  (RewardVariant and the defaults
     DEFAULT_REWARDS, DEFAULT_TOLERANCES, Dim, RewardVariant, trial_label,
 )
 from neon_ray.tune.table import (  # noqa: F401
-    HELDOUT_DIR, SUMMARY_COLUMNS, SUMMARY_FILE, format_trials, read_summary, trial_table, write_best,
+    HELDOUT_DIR, SUMMARY_COLUMNS, SUMMARY_FILE, drop_superseded_reports, format_trials, read_summary, trial_table, write_best,
 )
 from neon_ray.tune.trial import TrialPlan, run_trial
 from neon_ray.zoo.store import open_zoo
@@ -129,6 +129,7 @@ def _run(cfg: SweepConfig, address: str | None, progress: bool, resume: bool) ->
             _announce(cfg, selection, bundles, resume)
         with _quiet_tune_output(), _sigterm_stops_tune():
             grid = tuner.fit()
+        drop_superseded_reports(result.path for result in grid if result.path)
         table = trial_table(grid, cfg.summary_iterations, cfg.iterations)
         path = cfg.experiment_dir / SUMMARY_FILE
         atomic_write(path, lambda fh: table.to_parquet(fh, index=False))

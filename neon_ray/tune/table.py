@@ -34,6 +34,8 @@ from neon_ray.runtime.files import atomic_write_text
 from neon_ray.tune.space import RewardVariant, repeat_index
 from neon_ray.tune.trial import AGENT_DIR, window_means
 
+log = logging.getLogger(__name__)
+
 SUMMARY_FILE = "summary.parquet"
 BEST_DIR = "best"
 BEST_SOURCE = "sweep_trial.json"
@@ -197,3 +199,28 @@ def read_heldout(experiment_dir: str | Path) -> tuple[dict[float, pd.DataFrame],
     tables = {float(tol): pd.DataFrame([{"method": method, **row} for method, row in methods.items()])
               for tol, methods in doc.get("tolerances", {}).items()}
     return tables, {p.name: p.read_bytes() for p in sorted(folder.glob("*.png"))}
+
+
+def drop_superseded_reports(trial_dirs) -> int:
+    """Keep each trial's last report of every iteration in Tune's result.json; the number of rows dropped.
+
+    A sweep stopped between a trial's report and Tune's next snapshot of the experiment restores
+    that trial from the checkpoint before, so the resumed trial reports the same iteration again
+    and Tune's logger appends it after the first. The later report is the one the trial's run
+    directory now holds (trial.py rolls the agent back to its checkpoint), so the earlier one goes.
+    """
+    dropped = 0
+    for trial_dir in trial_dirs:
+        path = Path(trial_dir) / "result.json"
+        if not path.is_file():
+            continue  # a trial that never started
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        last = {json.loads(line).get("training_iteration"): line for line in lines}
+        if len(last) == len(lines):
+            continue
+        kept = [last[i] for i in sorted(last, key=lambda i: -1 if i is None else i)]
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+        dropped += len(lines) - len(kept)
+        log.info("%s: dropped %d report(s) superseded by the resumed trial", path, len(lines) - len(kept))
+    return dropped
+

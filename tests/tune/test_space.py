@@ -15,6 +15,7 @@ from neon_ray.cli import main
 from neon_ray.errors import CheckpointError, ConfigError
 from neon_ray.tune.space import Dim, RewardVariant, SearchSpace, trial_config, trial_label
 from neon_ray.tune.sweep import SweepConfig, _scheduler, _searcher, load_sweep, load_sweep_spec
+from neon_ray.tune.table import drop_superseded_reports
 from neon_ray.tune.trial import roll_back, window_means
 
 BASE = AgentTrainConfig(zoo="z", episode=default_agent_episode(loops=2), seed=7)
@@ -237,3 +238,15 @@ def test_the_sweep_job_is_the_tune_command(capsys):
     with pytest.raises(SystemExit) as exc:
         job.main(["--help"])
     assert exc.value.code == 0 and "usage: neon-ray tune" in capsys.readouterr().out
+
+
+def test_superseded_reports_of_a_resumed_trial_are_dropped(tmp_path):
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    rows = [{"training_iteration": 1, "score": 1.0}, {"training_iteration": 2, "score": 2.0},
+            {"training_iteration": 2, "score": 2.5}, {"training_iteration": 3, "score": 3.0}]
+    (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert drop_superseded_reports([trial, tmp_path / "never-started"]) == 1
+    kept = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+    assert [(r["training_iteration"], r["score"]) for r in kept] == [(1, 1.0), (2, 2.5), (3, 3.0)]
+    assert drop_superseded_reports([trial]) == 0
