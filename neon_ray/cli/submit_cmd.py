@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import shlex
 import sys
 from pathlib import Path
@@ -70,6 +71,9 @@ def _submit(args: argparse.Namespace) -> int:
         runtime_env=_runtime_env(args.runtime_env, working_dir),
         ready_timeout_s=args.ready_timeout,
     )
+    # A shell starts a background command with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: submit promises to stop its job on SIGINT wherever it runs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     return run_job(cfg, write=_write, token=find_token()).exit_status
 
 
