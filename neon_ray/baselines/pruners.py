@@ -43,7 +43,7 @@ import torch
 from neon_ray.baselines.search import DEFAULT_SEARCH_STEPS, UniformSearchPruner
 from neon_ray.deepcomp.prune import apply_masks, prunable_weights, retrain_masked
 from neon_ray.errors import ConfigError
-from neon_ray.nets.metrics import accuracy_f1, count_nonzero, count_params
+from neon_ray.nets.metrics import accuracy_f1, count_flops, count_nonzero, count_params
 from neon_ray.pruning.batch import run_networks, slug, zoo_networks
 from neon_ray.pruning.episodes import (
     EpisodePruner, FixedChooser, Pruned, RandomChooser, RunOptions, SmallestWithinTolerance, confident_within, format_rate,
@@ -159,7 +159,7 @@ class MagnitudePruner:
         masks = global_magnitude_masks(model, self.rate, self.max_layer_rate)
         apply_masks(model, masks)
         result = retrain_masked(model, masks, (dataset.X_train, dataset.y_train), (dataset.X_val, dataset.y_val),
-                                self.finetune.train_config(), network_seed(self.seed, network["network_id"]))
+                                self.finetune.train_config(count_flops(model)), network_seed(self.seed, network["network_id"]))
         info = {"finetune_epochs": result.epochs, "weights_removed": sum(int((~m).sum()) for m in masks.values())}
         model.eval()
         if self.guard:

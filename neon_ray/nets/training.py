@@ -9,6 +9,7 @@ evaluation runs in one large batch under no_grad, and the best weights are kept 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -28,6 +29,7 @@ MAX_BATCH_SIZE = 1_000_000
 MAX_LR = 10.0
 """Upper bound of TrainConfig.lr and TrainConfig.weight_decay."""
 OPTIMIZERS = ("adam", "sgd")
+PRECISIONS = ("fp32", "bf16")
 LR_SCHEDULES = ("constant", "cosine", "plateau")
 SETTLED: tuple[type[nn.Module], ...] = (nn.modules.batchnorm._BatchNorm, nn.Dropout)
 """Module types the settle phase (`TrainConfig.settle_epochs`) keeps in eval mode."""
@@ -77,6 +79,12 @@ class TrainConfig:
     network (method.md §11, `zoo check`'s no-op gain); a settle phase with Dropout still on left
     most of that gain. Networks with neither module skip it (there it is the main training again)."""
 
+    precision: str = "fp32"
+    """Arithmetic of the training passes: 'fp32', or 'bf16' (mixed precision: forward and backward
+    matmuls in bfloat16 under `torch.autocast`, weights, optimiser state and validation in fp32).
+    'bf16' pays only on CPUs with native bfloat16 matmuls (AMX or AVX512-BF16: 2-3x over fp32 on
+    the widest networks, `bench step`); elsewhere it is emulated and slower."""
+
     def __post_init__(self) -> None:
         """Refuse out-of-range settings (ConfigError naming the field, value and allowed range)."""
         check_int("TrainConfig.max_epochs", self.max_epochs, 1, MAX_EPOCHS)
@@ -99,6 +107,8 @@ class TrainConfig:
             raise ConfigError("TrainConfig.lr_factor must be below 1 (1 never cuts the rate), got 1")
         check_int("TrainConfig.lr_drops", self.lr_drops, 0, 64)
         check_int("TrainConfig.settle_epochs", self.settle_epochs, 0, MAX_EPOCHS)
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.settle_epochs and self.patience is None:
             raise ConfigError(f"TrainConfig.settle_epochs {self.settle_epochs} needs a patience (the phase keeps its best val weights), got patience None")
         if self.lr_schedule == "plateau" and self.patience is None:
@@ -215,11 +225,14 @@ def _epoch(model, X, y, cfg: TrainConfig, gen, opt, sched, regulariser, after_st
     order = torch.randperm(len(X), generator=gen)
     if cfg.max_train_rows is not None:
         order = order[: cfg.max_train_rows]
+    # one gather per epoch, then contiguous slices: a gather per mini-batch costs a kernel and a copy each
+    X, y = X[order], y[order]
     for i in range(0, len(order), cfg.batch_size):
-        idx = order[i : i + cfg.batch_size]
-        if len(idx) < 2 and len(order) > 1:
+        xb, yb = X[i : i + cfg.batch_size], y[i : i + cfg.batch_size]
+        if len(yb) < 2 and len(order) > 1:
             continue  # BatchNorm cannot train on a single row
-        loss = nn.functional.cross_entropy(model(X[idx]), y[idx])
+        with _precision(cfg):
+            loss = nn.functional.cross_entropy(model(xb), yb)
         if regulariser is not None:
             loss = loss + regulariser()
         opt.zero_grad(set_to_none=True)
@@ -229,6 +242,17 @@ def _epoch(model, X, y, cfg: TrainConfig, gen, opt, sched, regulariser, after_st
             sched.step()
         if after_step is not None:
             after_step()
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (AMX tiles or AVX512-BF16)."""
+    cpu = torch.cpu
+    return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+
+
+def _precision(cfg: TrainConfig):
+    # a disabled autocast still costs ~40 us per mini-batch (7% of a small network's step): skip it
+    return torch.autocast("cpu", dtype=torch.bfloat16) if cfg.precision == "bf16" else contextlib.nullcontext()
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:

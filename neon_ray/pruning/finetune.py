@@ -23,11 +23,17 @@ from torch import nn
 from neon_ray.errors import ConfigError
 from neon_ray.nets.checks import MAX_SEED, check_int, check_number
 from neon_ray.nets.spec import MLP
-from neon_ray.nets.metrics import predict
-from neon_ray.nets.training import FitResult, TrainConfig, fit
+from neon_ray.nets.metrics import count_flops, predict
+from neon_ray.nets.training import FitResult, TrainConfig, fit, native_bf16
 
 SCOPES = ("affected", "all")
 TARGETS = ("labels", "original")
+PRECISIONS = ("fp32", "bf16", "auto")
+AUTO_BF16_FLOPS = 4e7
+"""'auto' precision trains in bf16 from this many forward FLOPs per mini-batch (batch size x the
+trained suffix's FLOPs per row). Measured on one core with AMX (Sapphire Rapids-class Xeon): bf16 was
+0.6-0.9x as fast as fp32 below 2.5e7 (casts and oneDNN's per-call cost dominate), 1.06-1.2x at
+4-7e7, 1.6-2x from 1.3e8."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,11 @@ class FinetuneConfig:
     """Validation rows for early stopping (a fixed random subset); None uses every row."""
     seed: int = 0
     """Default seed of the row order and Dropout masks when `finetune` gets none."""
+    precision: str = "auto"
+    """'fp32'; 'bf16': mixed-precision training passes (`TrainConfig.precision`: bf16 matmuls, fp32
+    weights, optimiser and validation); 'auto': bf16 where it is faster, i.e. on a CPU with native
+    bfloat16 matmuls and for steps of at least AUTO_BF16_FLOPS per mini-batch, else fp32. Accuracy
+    after a reference episode was the same in both (`bench step --reference`, README)."""
     targets: str = "labels"
     """What the pruned network is fitted and early-stopped to: 'labels' (the dataset's classes) or
     'original' (the unpruned network's predicted classes on the same rows: distillation, which
@@ -64,6 +75,8 @@ class FinetuneConfig:
             raise ConfigError(f"FinetuneConfig.scope must be one of {SCOPES}, got {self.scope!r}")
         if self.targets not in TARGETS:
             raise ConfigError(f"FinetuneConfig.targets must be one of {TARGETS}, got {self.targets!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"FinetuneConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
         for name in ("max_epochs", "batch_size", "patience"):
             check_int(f"FinetuneConfig.{name}", getattr(self, name), 1)
         for name in ("max_train_rows", "max_val_rows"):
@@ -82,12 +95,20 @@ class FinetuneConfig:
             raise ConfigError(f"finetune: unknown key(s) {unknown}, accepted: {sorted(known)}")
         return cls(**d)
 
-    def train_config(self) -> TrainConfig:
-        """The `fit` settings of this budget (Adam at `lr`, early stopping)."""
+    def train_config(self, flops_per_row: int = 0) -> TrainConfig:
+        """The `fit` settings of this budget (Adam at `lr`, early stopping) for a network whose trained
+        part costs `flops_per_row` forward FLOPs per row (what 'auto' precision decides on)."""
         return TrainConfig(
             max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
             patience=self.patience, max_train_rows=self.max_train_rows,
+            precision=self.resolved_precision(flops_per_row),
         )
+
+    def resolved_precision(self, flops_per_row: int) -> str:
+        """'fp32' or 'bf16': what this budget trains a network of `flops_per_row` forward FLOPs per row in."""
+        if self.precision != "auto":
+            return self.precision
+        return "bf16" if self.batch_size * flops_per_row >= AUTO_BF16_FLOPS and native_bf16() else "fp32"
 
 
 @dataclass(frozen=True)
@@ -110,6 +131,8 @@ class FinetuneResult(FitResult):
 
     val_rows: int
     """Rows behind `val_acc` and `best_val_loss` (all of val when it is not subsampled)."""
+    precision: str
+    """Arithmetic the training passes ran in: 'fp32' or 'bf16'."""
 
 
 class _Suffix(nn.Module):
@@ -191,18 +214,20 @@ def _fit_affected(model: MLP, layer: int, dataset, cfg: FinetuneConfig, seed: in
     suffix = _Suffix(model, layer, trained + dropouts)
     for p in frozen:  # no weight gradients for frozen tensors: saves their backward matmuls
         p.requires_grad_(False)
+    train_cfg = cfg.train_config(count_flops(suffix))
     try:
-        result = fit(suffix, train, val, cfg.train_config(), seed=seed, params=params)
+        result = fit(suffix, train, val, train_cfg, seed=seed, params=params)
     finally:
         for p in frozen:
             p.requires_grad_(True)
-    return FinetuneResult(**vars(result), val_rows=len(y_val))
+    return FinetuneResult(**vars(result), val_rows=len(y_val), precision=train_cfg.precision)
 
 
 def _fit_all(model: MLP, dataset, cfg: FinetuneConfig, seed: int) -> FinetuneResult:
     X_val, y_val = _val_subset(dataset.X_val, dataset.y_val, cfg.max_val_rows, seed)
-    result = fit(model, (dataset.X_train, dataset.y_train), (X_val, y_val), cfg.train_config(), seed=seed)
-    return FinetuneResult(**vars(result), val_rows=len(y_val))
+    train_cfg = cfg.train_config(count_flops(model))
+    result = fit(model, (dataset.X_train, dataset.y_train), (X_val, y_val), train_cfg, seed=seed)
+    return FinetuneResult(**vars(result), val_rows=len(y_val), precision=train_cfg.precision)
 
 
 def finetune(model: MLP, layer: int, dataset, cfg: FinetuneConfig = FinetuneConfig(), seed: int | None = None,

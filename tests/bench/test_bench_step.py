@@ -73,13 +73,20 @@ def test_reference_table_prints_ours_next_to_the_original():
     net = {"dataset": "phoneme", "reference": "C", "params_orig": 32_102, "params": 20_000, "steps": 8,
            "finetune_s_step": 0.1, "epochs_step": 5.0, "state_s_step": 0.01, "episode_s": 1.0, "episode_cpu_s": 0.9,
            "test_acc_orig": 0.8, "test_acc": 0.81, "test_acc_delta_pp": 1.0, "original": ORIGINAL[("phoneme", "C")],
-           "speedup": 16.9, "speedup_cpu": 18.8}
-    figures = {"load_avg_start": [1.0, 1.0, 1.0], "load_avg_end": [1.0, 1.0, 1.0], "build_seconds": 2.0, "networks": [net],
+           "speedup": 16.9, "speedup_cpu": 18.8, "meets_speedup_target": False, "finetune_gflops_cpu": 20.0,
+           "matmul_gflops_cpu": 100.0, "finetune_share_of_matmul": 0.2, "wide": False, "meets_matmul_target": None}
+    wide = {**net, "reference": "A", "speedup": 30.0, "meets_speedup_target": True, "finetune_share_of_matmul": 0.75,
+            "wide": True, "meets_matmul_target": True}
+    figures = {"load_avg_start": [1.0, 1.0, 1.0], "load_avg_end": [1.0, 1.0, 1.0], "build_seconds": 2.0, "networks": [net, wide],
                "step": {"obs_eval_share": 0.05, "finetune_share": 0.9, "finetune_gflops": 1.0, "finetune_gflops_cpu": 1.1,
-                        "cpu_over_wall": 0.9}}
+                        "cpu_over_wall": 0.9},
+               "targets": {"speedup_at_least": 25, "finetune_share_of_matmul_at_least": 0.7, "wide_from_width": 500},
+               "matmul_gflops": {"batch": 128}}
     lines = bench_step.reference_table(figures).splitlines()
     assert lines[2].split()[:4] == ["phoneme", "C", "32,102", "8"]
     assert "0.10/2.04" in lines[2] and "1.0/16.9" in lines[2] and "x16.9 (x18.8)" in lines[2]
+    assert lines[2].endswith("20% n/a (w<500)") and lines[3].endswith("75% meets")
+    assert "every episode >= x25 the original's (missed on phoneme C)" in lines[-1]
 
 
 def test_reference_networks_match_the_original_sizes_and_are_cached(tmp_path):

@@ -113,3 +113,9 @@ def test_settle_phase_needs_early_stopping():
         TrainConfig(patience=None, settle_epochs=5)
     with pytest.raises(ConfigError, match="TrainConfig.settle_epochs"):
         TrainConfig(settle_epochs=-1)
+
+
+def test_precision_is_checked():
+    assert TrainConfig().precision == "fp32" and TrainConfig(precision="bf16").precision == "bf16"
+    with pytest.raises(ConfigError, match="TrainConfig.precision must be one of"):
+        TrainConfig(precision="auto")  # resolved by the caller (FinetuneConfig), never by fit

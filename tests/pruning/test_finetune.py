@@ -1,6 +1,9 @@
 """Fine-tuning: only the affected tensors move, prefix caching is exact, runs are reproducible."""
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -9,7 +12,7 @@ from neon_ray.errors import ConfigError
 from neon_ray.nets.spec import ArchSpec, build_mlp
 from neon_ray.nets.training import evaluate, fit
 from neon_ray.nets.metrics import predict
-from neon_ray.pruning.finetune import FinetuneConfig, Targets, _Suffix, affected_modules, finetune
+from neon_ray.pruning.finetune import AUTO_BF16_FLOPS, FinetuneConfig, Targets, _Suffix, affected_modules, finetune
 from neon_ray.pruning.structured import prune_layer
 
 CFG = FinetuneConfig(max_epochs=3, batch_size=64, patience=3)
@@ -133,3 +136,34 @@ def test_distillation_fits_the_original_networks_predictions(data):
         finetune(prune_layer(original, 1, 0.5), 1, data, cfg, seed=0)
     with pytest.raises(ConfigError, match="targets"):
         FinetuneConfig(targets="teacher")
+
+
+def test_auto_precision_trains_in_bf16_only_where_it_pays(monkeypatch):
+    auto = FinetuneConfig(batch_size=128)
+    assert auto.precision == "auto" and FinetuneConfig(precision="fp32").resolved_precision(10**9) == "fp32"
+    assert FinetuneConfig(precision="bf16").resolved_precision(1) == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    small, large = 1000, int(AUTO_BF16_FLOPS // 128) + 1
+    assert auto.resolved_precision(small) == "fp32" and auto.resolved_precision(large) == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert auto.resolved_precision(large) == "fp32"  # emulated bf16 is slower than fp32
+    with pytest.raises(ConfigError, match="FinetuneConfig.precision must be one of"):
+        FinetuneConfig(precision="fp16")
+
+
+def test_bf16_finetune_keeps_fp32_weights_and_is_reproducible(data):
+    cfg = FinetuneConfig(max_epochs=3, batch_size=64, patience=3, precision="bf16")
+    base = prune_layer(_model(data), 1, 0.6)
+    runs = []
+    for _ in range(2):
+        model = copy.deepcopy(base)
+        result = finetune(model, 1, data, cfg, seed=3)
+        assert result.precision == "bf16" and result.epochs >= 1
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        runs.append(_state(model))
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    fp32 = copy.deepcopy(base)
+    finetune(fp32, 1, data, replace(cfg, precision="fp32"), seed=3)
+    assert not all(torch.equal(runs[0][k], v) for k, v in fp32.state_dict().items())  # bf16 really ran
+    assert abs(evaluate(model, data.X_val, data.y_val)[1] - evaluate(fp32, data.X_val, data.y_val)[1]) < 0.05
