@@ -147,10 +147,12 @@ class SeedOnceEnvRunner(SingleAgentEnvRunner):
 
     And it samples a runner's whole share of the train batch in one call: RLlib's complete-episode
     `sample()` returns one episode per env, so a batch took several rounds of one episode per
-    runner, each round waiting for its slowest episode (`bench rollout`: 2 runners busy 70-78% of
-    the time). Here a call returns complete episodes until the runner holds its rollout fragment
-    (the batch / the runner count), so an iteration has one barrier and the per-episode
-    differences even out within each runner's share. Every episode still comes from the weights
+    runner, each round waiting for its slowest episode (`bench rollout`: 2 runners busy 51% and
+    85% of the time). Here a call returns complete episodes until the runner holds its share of
+    the batch's steps, so an iteration has one barrier and per-episode differences even out within
+    a share. The share is the env's `batch_share` (pruning.catalogue.step_shares: inverse to the
+    runner's expected cost per step, so runners finish together; deterministic, so runs stay
+    reproducible), else the batch / the runner count. Every episode still comes from the weights
     synced before the call: sampling stays on-policy.
     """
 
@@ -161,7 +163,7 @@ class SeedOnceEnvRunner(SingleAgentEnvRunner):
     def sample(self, *, num_timesteps: int | None = None, num_episodes: int | None = None, **kwargs):
         if num_timesteps is not None or num_episodes is not None or self.config.batch_mode != "complete_episodes":
             return super().sample(num_timesteps=num_timesteps, num_episodes=num_episodes, **kwargs)
-        share = self.config.get_rollout_fragment_length(self.worker_index) * self.num_envs
+        share = self._batch_steps()
         episodes, steps = [], 0
         while steps < share:
             more = super().sample(**kwargs)
@@ -170,6 +172,13 @@ class SeedOnceEnvRunner(SingleAgentEnvRunner):
             episodes += more
             steps += sum(len(episode) for episode in more)
         return episodes
+
+    def _batch_steps(self) -> int:
+        envs = getattr(getattr(self.env, "unwrapped", None), "envs", None)  # a synchronous vector env
+        share = getattr(envs[0].unwrapped, "batch_share", None) if envs else None
+        if share is None:
+            return self.config.get_rollout_fragment_length(self.worker_index) * self.num_envs
+        return max(1, round(self.config.total_train_batch_size * share))
 
     def _try_env_reset(self, *, seed: int | None = None, options: dict | None = None):
         if self._envs_seeded:

@@ -64,6 +64,39 @@ def dataset_costs(manifest, max_train_rows: int | None) -> dict[str, float]:
     return cost.groupby(manifest["dataset"]).mean().to_dict()
 
 
+STEP_OVERHEAD = 2.4e9
+"""A step's cost that does not grow with FLOPs x rows (pruning, observation, evaluation, Python and
+per-batch overhead), in `dataset_costs` units (FLOPs per row x rows). Calibrated with `bench rollout`
+on a 6-dataset zoo (NEON's sampler, rows capped at 3000, the agent's fine-tuning budget): with
+equal step shares the runners' measured cost per step differed 1.5x where FLOPs x rows alone
+said 2.2x; this constant makes the model say 1.5x."""
+
+
+def step_shares(manifest, num_workers: int, max_train_rows: int | None) -> dict[int, float]:
+    """Share of a train batch's steps each remote worker (1..num_workers) should sample so that all
+    finish together: in inverse proportion to its expected cost per step.
+
+    A synchronous sampling round waits for its slowest runner. Dataset packing (`assign_datasets`)
+    balances the runners' costs per cycle through their datasets, but a runner holding many cheap
+    datasets and one holding a few dear ones then differ in cost per step (measured: 2x on a
+    6-dataset zoo), and equal step shares leave the cheap one idle. Cost per step of a worker =
+    its datasets' expected episode costs (`dataset_costs`) over their mean depths (steps per loop),
+    since it cycles through them one episode each, plus STEP_OVERHEAD. Equal shares without the
+    manifest's figures.
+    """
+    if num_workers <= 1 or not {"flops", "depth"} <= set(manifest):
+        return {w: 1.0 / max(num_workers, 1) for w in range(1, max(num_workers, 1) + 1)}
+    costs = dataset_costs(manifest, max_train_rows)
+    depth = manifest["depth"].astype(float).groupby(manifest["dataset"]).mean().to_dict()
+    speed = {}
+    for w in range(1, num_workers + 1):
+        mine = assign_datasets(sorted(costs), w, num_workers, costs)
+        steps = sum(depth[d] for d in mine)
+        speed[w] = 1.0 / (sum(costs[d] for d in mine) / steps + STEP_OVERHEAD)
+    total = sum(speed.values())
+    return {w: v / total for w, v in speed.items()}
+
+
 def measure_costs(model: MLP, data, needs: frozenset, episode: EpisodeConfig) -> dict:
     """The optional measurements a reward needs (`Reward.needs`): FLOPs, latency, memory."""
     costs = {}
@@ -104,6 +137,8 @@ class NetworkCatalogue:
     def __init__(self, cfg: EnvConfig, needs: frozenset):
         self.cfg, self.needs = cfg, needs
         self.zoo = open_zoo(cfg.zoo) if isinstance(cfg.zoo, (str, Path)) else cfg.zoo
+        self.batch_share = 1.0
+        """Share of each train batch's steps this worker samples (`step_shares`; 1.0 for the local worker)."""
         self.order = self._select()
         """Network IDs of this worker per assigned dataset, sorted (before shuffling)."""
         self.datasets: dict = {}
@@ -136,6 +171,8 @@ class NetworkCatalogue:
         max_rows = cfg.episode.finetune.max_train_rows
         costs = dataset_costs(manifest, max_rows) if {"flops", "depth"} <= set(manifest) else None
         mine = assign_datasets(sorted(set(manifest["dataset"])), cfg.worker_index, cfg.num_workers, costs)
+        if cfg.worker_index > 0 and cfg.num_workers > 0:
+            self.batch_share = step_shares(manifest, cfg.num_workers, max_rows).get(cfg.worker_index, 1.0 / cfg.num_workers)
         self._dataset_of = dict(zip(manifest["network_id"], manifest["dataset"]))
         return {d: sorted(manifest.loc[manifest["dataset"] == d, "network_id"]) for d in mine}
 

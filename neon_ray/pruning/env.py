@@ -107,6 +107,11 @@ class PruningEnv(gym.Env):
         self._target_cache: dict[str, Targets] = {}
         self._reseed(self.config.seed)
 
+    @property
+    def batch_share(self) -> float:
+        """Share of each train batch's steps this env's RLlib worker samples (see catalogue.step_shares)."""
+        return self.catalogue.batch_share
+
     def _reseed(self, seed: int) -> None:
         """Seed every random choice of the env and restart the network cycle."""
         self._rng = np.random.default_rng([int(seed), self.config.worker_index, self.config.vector_index])

@@ -137,3 +137,17 @@ def test_remote_runner_within_budget_trains_with_warmup(ray_session, toy_env_by_
     assert (warm["warmup"], trained["warmup"]) == (1.0, 0.0)
     assert warm["learners"]["default_policy"]["critic_only"] == 1.0
     assert trained["learners"]["default_policy"]["num_gradient_steps_lifetime"] == 2
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(180)
+def test_a_remote_runner_samples_its_share_of_the_batch_in_one_call(ray_session, toy_env_by_value):
+    config = make_algo_config("a2c", ToyPruningEnv, num_env_runners=1, cpu_budget=1.0, train_batch_size=16, seed=0)
+    algo = config.build_algo()
+    try:
+        [(steps, done)] = algo.env_runner_group.foreach_env_runner(
+            lambda w: (lambda eps: (sum(len(e) for e in eps), all(e.is_done for e in eps)))(w.sample()),
+            local_env_runner=False)
+    finally:
+        algo.stop()
+    assert steps >= 16 and done  # the whole batch, in complete episodes, from one round

@@ -10,7 +10,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 from neon_ray.nets.checkpoint import save_network
-from neon_ray.pruning.catalogue import assign_datasets
+from neon_ray.pruning.catalogue import STEP_OVERHEAD, assign_datasets, dataset_costs, step_shares
 from neon_ray.pruning.env import PruningEnv
 from neon_ray.pruning.episode_config import EnvConfig
 from neon_ray.errors import ConfigError, DataError, NeonRayError
@@ -318,3 +318,28 @@ def test_distilling_fine_tuning_runs_in_the_env(zoo_dir, ids):
     env = make_env(zoo_dir, networks=[ids[(BC, 2)]], loops=1, finetune={**FAST, "targets": "original"})
     infos, _ = run_episode(env, policy=lambda step: 2, seed=0)
     assert all(info["changed"] for info in infos) and env._episode.targets is not None
+
+
+def test_step_shares_make_runners_with_dear_steps_sample_fewer():
+    import pandas as pd
+
+    rows = [("cheap", 1e5, 2), ("cheap", 1e5, 2), ("dear", 4e6, 2), ("mid", 1e6, 3)]
+    manifest = pd.DataFrame(rows, columns=["dataset", "flops", "depth"]).assign(train_rows=1000)
+    assert step_shares(manifest[["dataset"]], 2, None) == {1: 0.5, 2: 0.5}  # no figures: equal
+    assert step_shares(manifest, 1, None) == {1: 1.0}
+    shares = step_shares(manifest, 2, None)
+    assert math.isclose(sum(shares.values()), 1.0)
+    costs = dataset_costs(manifest, None)
+    per_step = {}
+    for w in (1, 2):
+        mine = assign_datasets(sorted(costs), w, 2, costs)
+        depth = sum(manifest[manifest["dataset"] == d]["depth"].mean() for d in mine)
+        per_step[w] = sum(costs[d] for d in mine) / depth + STEP_OVERHEAD
+    assert math.isclose(shares[1] * per_step[1], shares[2] * per_step[2])  # both finish together
+    assert (shares[1] < shares[2]) == (per_step[1] > per_step[2])
+
+
+def test_each_remote_env_knows_its_share_of_a_batch(zoo_dir):
+    envs = [PruningEnv(_EnvContext({"zoo": str(zoo_dir), "networks": "all"}, w, 2)) for w in (1, 2)]
+    assert math.isclose(sum(env.batch_share for env in envs), 1.0) and all(0 < env.batch_share < 1 for env in envs)
+    assert PruningEnv({"zoo": str(zoo_dir), "networks": "all"}).batch_share == 1.0  # the local worker samples it all
