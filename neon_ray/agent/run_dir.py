@@ -13,12 +13,11 @@ Applying an agent (`load_agent`, `prune`) reads only config.json, a pointer (`be
 one, else `latest`) and policy.json + policy.pt (see export.py); resuming training restores
 RLlib's own checkpoint, which unpickles files: trusted runs only.
 
-By URI: a run directory may also be read from `s3://bucket/run` (or any URI pyarrow opens, see
-`runtime.files`), so prune tasks on every node read the agent from the same place. Training
-writes to a path only; `upload_run(RUN, URI)` (`neon-ray agent upload`) copies what applying
-reads: each pointed-to checkpoint's policy.pt then policy.json, config.json, progress.csv, and
-the pointers last, so a reader of the URI follows a pointer only to a complete checkpoint.
-RLlib's own checkpoint files are not uploaded: resume training from the local run.
+By URI: a run may also be `s3://bucket/run` (any URI pyarrow opens, see `runtime.files`), read
+through pyarrow. Training into a URI trains in a local staging copy (`PublishedRun`) published as
+it goes (`publish_run`); `upload_run` (`neon-ray agent upload`) copies only what applying reads.
+Both copy checkpoints first (policy.json, which marks a complete export, last of each), then the
+run's other files, then the pointers: a reader follows a pointer only to a complete checkpoint.
 
 `check_run` says what a configuration may do with a directory before anything is written; a
 run directory without a completed checkpoint is started again from scratch by a new run.
@@ -39,7 +38,7 @@ from neon_ray.agent.protocols import Selection
 from neon_ray.errors import CheckpointError, ConfigError, NeonRayError
 from neon_ray.runtime.files import (
     Location, atomic_write_bytes, atomic_write_text, check_output_dir, check_path_component, display, is_dir, is_file,
-    is_uri, join, local_path, read_bytes,
+    is_uri, join, list_files, local_path, read_bytes, remove,
 )
 
 CONFIG_FILE = "config.json"
@@ -196,10 +195,9 @@ class RunDir:
         (self.checkpoints / BEST).unlink(missing_ok=True)
 
     def progress_rows(self) -> list[dict]:
-        if not self.progress_path.is_file():
+        if not is_file(self.progress_path):
             return []
-        with self.progress_path.open(newline="") as fh:
-            return list(csv.DictReader(fh))
+        return list(csv.DictReader(io.StringIO(read_bytes(self.progress_path).decode(), newline="")))
 
     def truncate_progress(self, iteration: int) -> None:
         """Drop rows after `iteration` (iterations a crash lost since the last checkpoint)."""
@@ -225,35 +223,40 @@ class RunDir:
 
 
 def check_run(run: RunDir, cfg: AgentTrainConfig, resume: bool) -> dict | None:
-    """What `cfg` may do with the run directory, checked without writing anything.
+    """What `cfg` may do with the run directory (a path or a URI), checked without writing anything.
 
     Returns the checkpoint pointer to resume from (resume) or None (a fresh start). A directory
     whose run never completed a checkpoint may be started again from scratch; with `resume` it
     has nothing to resume from.
     """
-    if is_uri(run.root):
-        raise ConfigError(f"run directory (--out) {display(run.root)}: training writes its run directory to a path "
-                          "(local, or shared by the nodes), not a URI; train into a path, then copy the agent there "
-                          "with `neon-ray agent upload RUN URI`")
     check_output_dir(run.root, "run directory (--out)")
+    root = display(run.root)
     if resume:
-        if not run.config_path.is_file():
-            raise ConfigError(f"--resume: {run.root} holds no training run ({CONFIG_FILE} is missing); run without --resume")
+        if not is_file(run.config_path):
+            raise ConfigError(f"--resume: {root} holds no training run ({CONFIG_FILE} is missing); run without --resume")
         pointer = run.latest()
         if pointer is None:
-            raise ConfigError(f"--resume: nothing to resume from: {run.root} has no completed checkpoint; "
+            raise ConfigError(f"--resume: nothing to resume from: {root} has no completed checkpoint; "
                               "run without --resume to start it again from scratch")
         saved = run.read_config()
         diff = _differences(saved.identity(), cfg.identity())
         if diff:
             raise ConfigError(
-                f"--resume: {run.config_path} was written with other settings ({'; '.join(diff)}); "
+                f"--resume: {display(run.config_path)} was written with other settings ({'; '.join(diff)}); "
                 "resume with the same settings, or start a new run in another directory"
             )
         return pointer
     if run.latest() is not None:
-        raise ConfigError(f"{run.root} already holds a training run; pass --resume to continue it, or use another --out")
+        raise ConfigError(f"{root} already holds a training run; pass --resume to continue it, or use another --out")
     return None
+
+
+def check_resumable(run: RunDir, shown: Location) -> None:
+    """Refuse a run whose `latest` checkpoint holds the policy export only (an `upload_run` copy of `shown`)."""
+    name = (run.latest() or {}).get("checkpoint")
+    if name and not any(p.is_file() and p.name not in (SPEC_FILE, WEIGHTS_FILE) for p in (run.checkpoints / name).rglob("*")):
+        raise CheckpointError(f"{display(shown)}: {name} holds the agent's policy only (as `neon-ray agent upload` "
+                              "copies it), not RLlib's checkpoint: only a run trained into a URI resumes there")
 
 
 def prepare_run(run: RunDir, cfg: AgentTrainConfig, selection: Selection, resume: bool) -> dict | None:
@@ -318,12 +321,8 @@ def load_agent(run_dir: Location, *, seed: int | None = None) -> tuple[LoadedPol
 
 
 def upload_run(run_dir: str | Path, dest: Location) -> Location:
-    """Copy what applying the run's agent reads to `dest` (a URI, or another path); returns `dest`.
-
-    Each checkpoint a pointer names goes first (policy.pt, then policy.json), then config.json and
-    progress.csv, then the pointers as they were read at the start, so readers of `dest` follow a
-    pointer only to a complete checkpoint. Upload a run that is not training at the moment.
-    """
+    """Copy what applying the run's agent reads to `dest` (a URI, or another path), in the order readers
+    rely on (module docstring), pointers as read at the start; returns `dest`. Not while it trains."""
     run = RunDir(run_dir)
     if is_uri(run.root):
         raise ConfigError(f"{display(run.root)}: the run to upload must be a path (where training wrote it)")
@@ -340,13 +339,51 @@ def upload_run(run_dir: str | Path, dest: Location) -> Location:
     return target.root
 
 
-def _copy_run(run: RunDir, target: RunDir, pointers: dict[str, dict]) -> None:
-    for name in sorted({pointer["checkpoint"] for pointer in pointers.values()}):
-        read_policy(run.checkpoints / name)  # complete and intact: refused here, not on every node later
-        for file in (WEIGHTS_FILE, SPEC_FILE):  # the JSON last: it marks a complete export
-            atomic_write_bytes(join(target.checkpoints, name, file), (run.checkpoints / name / file).read_bytes())
-    for path in (run.config_path, run.progress_path):
+def _copy_run(run: RunDir, target: RunDir, pointers: dict[str, dict], whole: bool = False,
+              done: frozenset[str] | set[str] = frozenset()) -> set[str]:
+    """Copy `run` to `target` in the order readers rely on (module docstring); the checkpoints copied.
+    Not `whole`: the pointed-to checkpoints' export, config.json, progress.csv. `whole`: every checkpoint
+    not in `done`, all its files (RLlib's: resumable), every file outside checkpoints/; then the pointers."""
+    names = sorted(p.name for p in run.checkpoints.glob("iter_*") if p.is_dir()) if whole \
+        else sorted({pointer["checkpoint"] for pointer in pointers.values()})
+    for name in (n for n in names if n not in done):
+        folder = run.checkpoints / name
+        read_policy(folder)  # complete and intact: refused here, not on every node later
+        files = sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: _export_last(folder, p)) \
+            if whole else [folder / WEIGHTS_FILE, folder / SPEC_FILE]
+        for path in files:
+            atomic_write_bytes(join(target.checkpoints, name, *path.relative_to(folder).parts), path.read_bytes())
+    outside = [p for p in sorted(run.root.rglob("*")) if p.is_file() and _outside_checkpoints(run, p)] if whole \
+        else [run.config_path, run.progress_path]
+    for path in outside:
         if path.is_file():
-            atomic_write_bytes(join(target.root, path.name), path.read_bytes())
+            atomic_write_bytes(join(target.root, *path.relative_to(run.root).parts), path.read_bytes())
     for kind, pointer in pointers.items():  # last: readers follow them to complete checkpoints only
         atomic_write_text(join(target.checkpoints, kind), json.dumps(pointer))
+    return set(names)
+
+
+def _export_last(folder: Path, path: Path) -> tuple:
+    """Sort key: RLlib's files, then policy.pt, then policy.json (a complete export once it is there)."""
+    name = path.relative_to(folder).as_posix()
+    return name == SPEC_FILE, name == WEIGHTS_FILE, name
+
+
+def _outside_checkpoints(run: RunDir, path: Path) -> bool:
+    parts = path.relative_to(run.root).parts
+    return parts[0] != CHECKPOINTS and not any(part.startswith(".") for part in parts)
+
+
+def publish_run(run: RunDir, target: Location, done: set[str]) -> None:
+    """Make `target` (a URI, or another path) hold local `run` as it is now: `_copy_run(whole=True)`, then
+    the pointers and checkpoints `run` no longer has are deleted there. `done`: checkpoints published
+    before and unchanged since; updated."""
+    pointers = {kind: pointer for kind in (BEST, LATEST) if (pointer := run._pointer(kind))}
+    published = RunDir(target)
+    done |= _copy_run(run, published, pointers, whole=True, done=done)
+    for kind in {BEST, LATEST} - set(pointers):
+        remove(join(published.checkpoints, kind))
+    there = {parts[0] for parts, _ in list_files(published.checkpoints) if len(parts) > 1 and parts[0].startswith("iter_")}
+    for name in sorted(there - {p.name for p in run.checkpoints.glob("iter_*") if p.is_dir()}):
+        remove(join(published.checkpoints, name))
+        done.discard(name)

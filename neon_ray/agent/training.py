@@ -5,13 +5,15 @@
     policy, cfg = load_agent("runs/agent")     # run_dir.py; no cluster needed
 
 Nothing is written before every setting, the zoo selection and the CPU budget were checked
-(the run directory's files and rules: run_dir.py). Networks come from
-`AgentTrainConfig.select` (`protocols.select_networks`, minus the validation datasets): protocol A
-without a holdout, B with one. The environment gets
-the training network IDs as a typed `EnvConfig`, turned into RLlib's `env_config` dict here;
-it spreads their datasets over the EnvRunners by worker index and each runner loads (and
-caches) only its own datasets. Per-iteration figures come from `callbacks.py` and go to
-progress.csv and, with the learner's losses, to TensorBoard (`diagnostics.py`).
+(the run directory's files and rules: run_dir.py). Networks come from `AgentTrainConfig.select`
+(`protocols.select_networks`, minus the validation datasets): protocol A without a holdout, B
+with one. The environment gets the training network IDs as a typed `EnvConfig`, turned into
+RLlib's `env_config` dict here; it spreads their datasets over the EnvRunners by worker index and
+each runner loads (and caches) only its own datasets. Per-iteration figures come from
+`callbacks.py` and go to progress.csv and, with the learner's losses, to TensorBoard.
+
+A run whose `out` is a URI trains in a local staging copy (published.py: `staged_run`, fetched from the URI to
+resume), a `PublishedRun` publishing each checkpoint, the run's files and the pointers as written.
 
 A lost EnvRunner (a memory kill, a lost node) does not end a run: RLlib restarts it
 (`fault_tolerance(restart_failed_env_runners=True)`), and iterations that sample nothing while
@@ -34,7 +36,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -49,13 +51,16 @@ from neon_ray.agent.config import AgentTrainConfig
 from neon_ray.agent.diagnostics import TrainingBoard
 from neon_ray.agent.export import export_from_algo, has_export
 from neon_ray.agent.protocols import Selection
+from neon_ray.agent.published import PublishedRun, staged_run
 from neon_ray.agent.run_dir import RunDir, check_run, prepare_run
 from neon_ray.errors import CheckpointError, ConfigError, NeonRayError
 from neon_ray.pruning.batch import zoo_networks
 from neon_ray.pruning.env import PruningEnv
 from neon_ray.pruning.episodes import RunOptions, evaluate_network
 from neon_ray.results.summary import score
-from neon_ray.runtime.files import check_output_dir
+from neon_ray.runtime.files import (
+    Location, base_name, check_output_dir, display, is_file, is_uri, join, without_credentials,
+)
 from neon_ray.runtime.ray_session import cluster_cpus, ray_session
 from neon_ray.zoo.store import Zoo, open_zoo
 
@@ -115,9 +120,9 @@ def runner_cpus(total_cpus: float, num_env_runners: int, main: float = MAIN_PROC
 class TrainResult:
     """What a training run left behind."""
 
-    run_dir: Path
-    """The run directory."""
-    checkpoint: Path
+    run_dir: Location
+    """The run directory (a path, or the URI it was published to)."""
+    checkpoint: Location
     """The final checkpoint (load it with load_agent(run_dir) or algos.load_policy)."""
     iterations: int
     """Training iterations done in total (including before a resume)."""
@@ -127,7 +132,7 @@ class TrainResult:
     """progress.csv: one row per iteration."""
     seconds: float
     """Wall-clock seconds of this call."""
-    best: Path | None = None
+    best: Location | None = None
     """The best-validated checkpoint (the run's agent), None without validation."""
 
 
@@ -184,48 +189,55 @@ class Validator:
         return self._data[name]
 
 
-def train_agent(cfg: AgentTrainConfig, address: str | None = None, resume: bool = False, progress: bool = True) -> TrainResult:
+def train_agent(cfg: AgentTrainConfig, address: str | None = None, resume: bool = False, progress: bool = True,
+                work_dir: str | Path | None = None) -> TrainResult:
     """Train (or with `resume`, continue training) an agent until cfg.episodes episodes are done.
 
     Starts a local Ray, or joins `address` / the running Ray (see ray_session). Everything
     (settings, run directory, zoo selection, CPU budget) is checked, and the algorithm built,
     before the run directory is written. `resume` restores RLlib's own checkpoint, which
     unpickles files: resume only runs you trust. `progress` logs the run and each iteration.
+    cfg.out may be a URI: the run is trained in a staging folder under `work_dir` (`staged_run`).
     """
     start = time.perf_counter()
     if not cfg.out:
         raise ConfigError("AgentTrainConfig.out: the run directory is required for training")
-    run = RunDir(cfg.out)
-    check_output_dir(run.root, "run directory (--out)")
+    target = RunDir(cfg.out)
+    check_output_dir(target.root, "run directory (--out)")
     zoo = open_zoo(cfg.zoo)
     selection = cfg.select(zoo)
     resolved = cfg.resolve(selection, zoo.manifest())
-    pointer = check_run(run, resolved, resume)
+    if is_uri(target.root):  # config.json keeps no secret a URI may carry
+        resolved = replace(resolved, out=without_credentials(target.root))
+    pointer = check_run(target, resolved, resume)
     start_iteration = int(pointer["iteration"]) if pointer else 0
-    with ray_session(address):
+    with staged_run(target.root, work_dir, fetch=pointer is not None) as run, ray_session(address):
         cpus = cluster_cpus()
         config = algo_config(resolved, selection.train_ids, cpu_budget=cpus,
                              num_cpus_per_env_runner=runner_cpus(cpus, resolved.num_env_runners),
                              seed=resume_seed(resolved.seed, start_iteration))
         algo = config.build_algo()
         try:
-            if progress and pointer is None and run.config_path.is_file():
-                log.info("%s holds a run without a completed checkpoint: starting it again from scratch", run.root)
+            if progress and pointer is None and is_file(target.config_path):
+                log.info("%s holds a run without a completed checkpoint: starting it again from scratch",
+                         display(target.root))
             pointer = prepare_run(run, resolved, selection, resume)
             if pointer:
                 restore_checkpoint(algo, run, pointer, resolved.algo)
             if progress:
-                _announce(resolved, selection, run, algo)
+                _announce(resolved, selection, target, algo)
             # a resumed run's new event file hides what the old ones hold from here on (cf. truncate_progress)
             validator = Validator(resolved, zoo, run) if resolved.validate_every else None
             with TrainingBoard(run.tensorboard, resolved.episode, first_iteration=algo.iteration + 1) as board:
                 checkpoint = train_loop(algo, resolved, run, board, progress, validator)
+            if isinstance(run, PublishedRun):
+                run.publish()  # the event files as the board closed them
         finally:
             algo.stop()
-    history = pd.read_csv(run.progress_path)
-    best = run.best()
-    return TrainResult(run.root, checkpoint, int(algo.iteration), _episodes_done(algo), history, time.perf_counter() - start,
-                       run.checkpoints / best["checkpoint"] if best else None)
+        history = pd.read_csv(run.progress_path)
+        best = run.best()
+    return TrainResult(target.root, join(target.checkpoints, base_name(checkpoint)), int(algo.iteration), _episodes_done(algo),
+                       history, time.perf_counter() - start, join(target.checkpoints, best["checkpoint"]) if best else None)
 
 
 def restore_checkpoint(algo, run: RunDir, pointer: dict, algo_name: str) -> None:
@@ -258,7 +270,7 @@ def _announce(cfg: AgentTrainConfig, selection: Selection, run: RunDir, algo) ->
     where = f"resuming at iteration {algo.iteration}, episode {done}" if done else "starting"
     log.info(f"agent {cfg.algo} protocol {selection.protocol}: {len(selection.train_ids)} training networks from "
              f"{len(selection.train_datasets)} dataset(s), {cfg.episodes} episodes ({cfg.warmup_episodes} warm-up), "
-             f"{cfg.train_batch_size} steps per update, {cfg.num_env_runners} EnvRunner(s); {where}; run dir {run.root}")
+             f"{cfg.train_batch_size} steps per update, {cfg.num_env_runners} EnvRunner(s); {where}; run dir {display(run.root)}")
     log.info(f"{'iter':>5} {'episodes':>9} {'return':>9} {'reduction':>9} {'acc pp':>8} {'sec':>6}")
 
 

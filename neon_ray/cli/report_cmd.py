@@ -11,6 +11,7 @@ EPILOG = """\
 examples:
   neon-ray report runs/sweeps/b-optuna --out runs/report-sweep     # a sweep (OUT/NAME of `neon-ray tune`)
   neon-ray report runs/results --out runs/report --tolerance 5     # a results directory
+  neon-ray report s3://bucket/sweeps/b-optuna --out runs/report-s3  # either by URI (credentials from the environment)
 
 A sweep's page: its settings, the trials table sorted by validation score, every trial's mean
 reduction against its mean accuracy change (marker: reward, colour: tolerance, dashed lines at
@@ -34,7 +35,8 @@ def register(sub) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("source", metavar="SWEEP_OR_RESULTS", help="a sweep directory (with sweep.json) or a results directory")
+    p.add_argument("source", metavar="SWEEP_OR_RESULTS",
+                   help="a sweep directory (with sweep.json) or a results directory; a path or a URI (s3://...)")
     p.add_argument("--out", required=True, help="directory for report.html, report.md and the PNGs")
     p.add_argument("--tolerance", type=fixed_tolerance_arg, default=None,
                    help="results only: tolerance (pp, in [0, 100]) scoring rows without one (unguarded baselines)")
@@ -48,13 +50,13 @@ def _report(args: argparse.Namespace) -> int:
 
     from neon_ray.errors import ConfigError
     from neon_ray.results.html_report import results_page, write_page
-    from neon_ray.runtime.files import check_output_dir
+    from neon_ray.runtime.files import check_output_dir, display, is_dir, is_file, is_uri, join
 
     out = check_output_dir(args.out, "report directory (--out)")
-    source = Path(args.source).expanduser().resolve()
-    if not source.is_dir():
-        raise ConfigError(f"{source}: no such sweep or results directory")
-    if (source / "sweep.json").is_file():
+    source = args.source if is_uri(args.source) else Path(args.source).expanduser().resolve()
+    if not is_dir(source):
+        raise ConfigError(f"{display(source)}: no such sweep or results directory")
+    if is_file(join(source, "sweep.json")):
         if args.tolerance is not None:
             raise ConfigError("--tolerance applies to results directories; a sweep's trials carry their own")
         page = _sweep_page(source)
@@ -70,6 +72,7 @@ def _report(args: argparse.Namespace) -> int:
 def _sweep_page(source):
     from neon_ray.errors import NeonRayError
     from neon_ray.results.html_report import sweep_page
+    from neon_ray.runtime.files import base_name, display, join
     from neon_ray.tune.sweep import load_sweep
     from neon_ray.tune.table import read_curves, read_heldout, read_summary
     from neon_ray.zoo.store import open_zoo
@@ -87,8 +90,8 @@ def _sweep_page(source):
              "search": f"{cfg.search} ({cfg.trial_count()} trials, {cfg.samples} seed(s) each)",
              "scheduler": cfg.scheduler, "scored every": f"{cfg.reports_every} iterations",
              "iterations": cfg.iterations or f"until {cfg.base.episodes or 'the default'} episodes",
-             "varied": ", ".join(cfg.space.varied(cfg.samples)) or "-", "best agent": source / "best"}
-    return sweep_page(source.name, trials, read_curves(trials), facts, heldout, images)
+             "varied": ", ".join(cfg.space.varied(cfg.samples)) or "-", "best agent": display(join(source, "best"))}
+    return sweep_page(base_name(source), trials, read_curves(trials, source), facts, heldout, images)
 
 
 def _screenshot(html_path, png_path) -> str:

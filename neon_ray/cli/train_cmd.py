@@ -25,6 +25,8 @@ examples:
   neon-ray train --zoo runs/zoo --holdout nursery,kr-vs-k --validate-on adult,credit-g --validate-every 20 --out runs/agent-v
   # continue a run with its saved settings, for more episodes in total
   neon-ray train --out runs/agent-b --resume --episodes 2000
+  # train into object storage (credentials from AWS_ACCESS_KEY_ID etc.), staged locally under /scratch
+  neon-ray train --zoo runs/zoo --out s3://bucket/agents/a --work-dir /scratch
 
 RUN/config.json holds the resolved settings, RUN/progress.csv one row per iteration
 (episodes, mean return, mean parameter reduction x, mean val accuracy change in pp), and
@@ -34,6 +36,11 @@ which prune and evaluate then use). Each checkpoint also holds policy.json + pol
 policy in a format that cannot run code: `neon-ray prune` reads only those. A run that stopped
 before its first checkpoint can be started again with the same command (it is overwritten);
 --resume needs a completed checkpoint.
+
+--out may be a URI (s3://bucket/run, or any URI pyarrow opens): the run is trained in a local
+staging copy under --work-dir and published as it goes, each checkpoint whole before the
+`latest`/`best` pointers that name it; --resume fetches it from there first. prune and
+evaluate --agent read it from the URI.
 """
 
 # flag dest -> AgentTrainConfig field, for flags whose value is used as given
@@ -67,7 +74,10 @@ def register(sub) -> None:
     p.add_argument("--zoo", default=None, help="zoo directory (see `neon-ray zoo build`); required unless --resume")
     p.add_argument("--out", required=True,
                    help="run directory RUN for config.json, progress.csv and checkpoints (a run there without a "
-                        "completed checkpoint is started again from scratch)")
+                        "completed checkpoint is started again from scratch); a path or a URI such as s3://bucket/run")
+    p.add_argument("--work-dir", default=None,
+                   help="with a URI --out: local folder for the run's staging copy, deleted at the end "
+                        "(default: the system's temporary folder, $TMPDIR)")
     add_agent_arguments(p)
     p.add_argument("--episodes", type=int_in(1), default=None,
                    help="training episodes in total (default: NEON's 10 x training networks + warm-up)")
@@ -188,27 +198,25 @@ def _train(args: argparse.Namespace) -> int:
     from neon_ray.agent.run_dir import CONFIG_FILE
     from neon_ray.agent.training import train_agent
     from neon_ray.errors import ConfigError
-    from neon_ray.runtime.files import check_output_dir, is_uri
+    from neon_ray.runtime.files import check_output_dir, display, is_file, join
 
-    if is_uri(args.out):
-        raise ConfigError(f"--out {args.out}: training writes a local run directory; upload it afterwards with "
-                          "`neon-ray agent upload RUN URI`")
     out = check_output_dir(args.out, "run directory (--out)")
     args.out = str(out)
     if args.resume:
-        if not (out / CONFIG_FILE).is_file():
-            raise ConfigError(f"--resume: {out} holds no training run ({CONFIG_FILE} is missing); run without --resume")
+        if not is_file(join(out, CONFIG_FILE)):
+            raise ConfigError(f"--resume: {display(out)} holds no training run ({CONFIG_FILE} is missing); "
+                              "run without --resume")
         cfg = _resumed_config(args)
     else:
         cfg = agent_config_from_args(args, out=args.out)
-    result = train_agent(cfg, address=args.address, resume=args.resume, progress=not args.quiet)
+    result = train_agent(cfg, address=args.address, resume=args.resume, progress=not args.quiet, work_dir=args.work_dir)
     last = result.history.tail(5)
     print(f"trained {result.iterations} iterations, {result.episodes} episodes in {result.seconds:.0f} s; "
           f"last {len(last)} iterations: return {last['return_mean'].mean():+.4f}, "
           f"reduction x{last['reduction_mean'].mean():.2f}, acc {last['acc_change_pp_mean'].mean():+.2f} pp")
-    print(f"checkpoint: {result.checkpoint}")
+    print(f"checkpoint: {display(result.checkpoint)}")
     if result.best is not None:
         scores = result.history["val_score"].dropna()
-        print(f"best checkpoint (the run's agent): {result.best}, validation score x{scores.max():.3f} "
+        print(f"best checkpoint (the run's agent): {display(result.best)}, validation score x{scores.max():.3f} "
               f"(last x{scores.iloc[-1]:.3f})")
     return 0

@@ -22,6 +22,9 @@ examples:
   neon-ray tune --resume runs/sweeps/b-optuna
   # a sweep from a spec file (jobs/sweep.py runs the same as a Ray Job)
   neon-ray tune --spec jobs/specs/sweep_b_small.json --zoo runs/pb-small/zoo --out runs/sweeps
+  # a sweep stored in object storage (credentials from AWS_ACCESS_KEY_ID etc., on every node), then resumed
+  neon-ray tune --spec jobs/specs/sweep_b_small.json --zoo runs/pb-small/zoo --out s3://bucket/sweeps
+  neon-ray tune --resume s3://bucket/sweeps/sweep_b_small
 
 What a trial does: it trains one agent on the training datasets (every dataset of the zoo, or
 --datasets, minus --holdout and --validate-on) and every --report-every iterations scores its
@@ -42,12 +45,16 @@ best/ (the best trial's agent: `neon-ray prune --agent OUT/NAME/best`, `neon-ray
 (the best agent's evaluation on the held-out datasets). `tensorboard --logdir OUT/NAME` shows
 every trial's curves; `neon-ray report OUT/NAME --out DIR` writes an HTML page.
 
+OUT may be a URI (s3://bucket/sweeps, or any URI pyarrow opens): Tune stores the experiment
+there, each trial trains in a local staging copy under --work-dir and publishes its agent run
+to its trial folder as it goes; --resume, prune/evaluate --agent and report take the URIs.
+
 Exit status: 0 when every trial finished, 1 when a trial failed after its retries, 130 when the
 sweep was interrupted (Ctrl-C or SIGTERM; the unfinished trials are listed: --resume continues them).
 """
 
 # what --resume may be combined with; everything else comes from OUT/NAME/sweep.json
-_RESUME_FLAGS = {"resume", "address", "func", "command", "verbose"}
+_RESUME_FLAGS = {"resume", "address", "func", "command", "verbose", "work_dir"}
 # what --spec may be combined with; everything else comes from the spec
 _SPEC_FLAGS = _RESUME_FLAGS | {"spec", "zoo", "out", "name"}
 
@@ -63,14 +70,20 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--resume", metavar="OUT/NAME", default=None,
-                   help="continue the sweep in OUT/NAME with its saved settings (only --address may be added); "
+                   help="continue the sweep in OUT/NAME (a path or URI) with its saved settings (only --address and "
+                        "--work-dir may be added); "
                         "finished trials stay, the others go on from their last report. Loads RLlib checkpoints, "
                         "which contain pickles: resume only sweeps you trust")
     p.add_argument("--spec", metavar="FILE", default=None,
                    help="a JSON sweep spec (e.g. jobs/specs/sweep_b_small.json: sweep.json's fields without out); "
                         "only --zoo, --out, --name and --address may be added")
     p.add_argument("--zoo", default=None, help="zoo directory (see `neon-ray zoo build`); required unless --resume")
-    p.add_argument("--out", default=None, help="Tune storage directory; the sweep goes to OUT/NAME (required unless --resume)")
+    p.add_argument("--out", default=None,
+                   help="Tune storage directory or URI (s3://bucket/sweeps); the sweep goes to OUT/NAME (required unless "
+                        "--resume)")
+    p.add_argument("--work-dir", default=None,
+                   help="with a URI OUT: local folder of the trials' staging copies, deleted as each ends (default: "
+                        "the system's temporary folder, $TMPDIR, on each node)")
     p.add_argument("--name", default="sweep", help="experiment name, the folder under OUT (default sweep)")
     p.add_argument("--validate-on", dest="validation", type=csv_list, default=None, metavar="DATASETS",
                    help="comma-separated validation datasets: every trial is scored on all their networks, none "
@@ -165,14 +178,13 @@ def _tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # imported here: they load torch and Ray, and `neon-ray --help` must stay fast
     from neon_ray.errors import ConfigError
     from neon_ray.runtime.files import check_output_dir
-    from neon_ray.tune.sweep import check_storage, format_trials, resume_sweep, run_sweep
+    from neon_ray.tune.sweep import format_trials, resume_sweep, run_sweep
 
     if args.resume:
         _only(args, parser, _RESUME_FLAGS, "--resume takes the sweep's saved settings (OUT/NAME/sweep.json)")
-        return _print_result(resume_sweep(args.resume, address=args.address), format_trials)
+        return _print_result(resume_sweep(args.resume, address=args.address, work_dir=args.work_dir), format_trials)
     if not args.out:
         raise ConfigError("a new sweep needs --out (and --zoo and --validate-on, or --spec), or --resume OUT/NAME")
-    check_storage(args.out)  # before check_output_dir, which would contact a URI's store
     check_output_dir(args.out, "--out (sweep storage directory)")
     if args.spec:
         from neon_ray.tune.sweep import load_sweep_spec
@@ -182,7 +194,7 @@ def _tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         cfg = load_sweep_spec(args.spec, out=args.out, name=name, zoo=args.zoo)
     else:
         cfg = _config(args)
-    return _print_result(run_sweep(cfg, address=args.address), format_trials)
+    return _print_result(run_sweep(cfg, address=args.address, work_dir=args.work_dir), format_trials)
 
 
 def _only(args: argparse.Namespace, parser: argparse.ArgumentParser, allowed: set, why: str) -> None:
@@ -194,21 +206,23 @@ def _only(args: argparse.Namespace, parser: argparse.ArgumentParser, allowed: se
 
 
 def _print_result(result, format_trials) -> int:
+    from neon_ray.runtime.files import display
+
     print(format_trials(result.table))
-    print(f"\ntrials table: {result.summary_path}")
+    print(f"\ntrials table: {display(result.summary_path)}")
     if result.best is not None:
-        print(f"best agent: {result.best} (neon-ray prune --agent {result.best} ...)")
+        print(f"best agent: {display(result.best)} (neon-ray prune --agent {display(result.best)} ...)")
     if result.evaluation is not None:
         from neon_ray.cli.evaluate_cmd import print_tables
 
-        print(f"\nthe best agent on the held-out datasets (evaluation.json and plots in {result.evaluation.out}):")
+        print(f"\nthe best agent on the held-out datasets (evaluation.json and plots in {display(result.evaluation.out)}):")
         print_tables(result.evaluation.tables)
     if result.unfinished:
         print(f"\ninterrupted: {len(result.unfinished)} trial(s) unfinished: {', '.join(result.unfinished)}")
-        print(f"continue with: neon-ray tune --resume {result.experiment_dir}")
+        print(f"continue with: neon-ray tune --resume {display(result.experiment_dir)}")
         return 130
     if result.failed:
         print(f"\n{len(result.failed)} trial(s) failed: {', '.join(result.failed)}; see the error column of "
-              f"{result.summary_path} and each trial's error.txt")
+              f"{display(result.summary_path)} and each trial's error.txt")
         return 1
     return 0

@@ -25,7 +25,7 @@ import pandas as pd
 from neon_ray.results.report import (
     MARKERS, RUNS_NOTE, fenced, legend_outside, log_reduction_axis, png_bytes, pyplot, results_report,
 )
-from neon_ray.runtime.files import atomic_write_bytes, atomic_write_text, check_output_dir
+from neon_ray.runtime.files import Location, atomic_write_bytes, atomic_write_text, check_output_dir, display
 
 HTML_FILE, MARKDOWN_FILE = "report.html", "report.md"
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
@@ -135,10 +135,10 @@ def write_page(page: Page, out: str | Path) -> tuple[Path, Path]:
 # --------------------------------------------------------------------------- results
 
 
-def results_page(results: str | Path, tolerance: float | None = None) -> Page:
-    """A results directory: per-method and per-dataset tables, every network's trade-off, the runs."""
+def results_page(results: Location, tolerance: float | None = None) -> Page:
+    """A results directory (a path or a URI): per-method and per-dataset tables, every network's trade-off, the runs."""
     report = results_report(results, tolerance)
-    page = Page(f"neon-ray results: {results}").text(report.intro)
+    page = Page(f"neon-ray results: {display(results)}").text(report.intro)
     for line in report.warnings:
         page.text(f"{line}.", "w")
     page.heading("Per method").table(report.overall)

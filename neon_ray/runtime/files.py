@@ -6,11 +6,12 @@ files are treated alike; a user who keeps them private sets a stricter umask (e.
 Temporary files made with `mkstemp` start at 0600, so `atomic_write` sets the policy mode before
 renaming them into place.
 
-Locations by URI: `atomic_write`, `check_output_dir`, `read_bytes`, `is_file`, `is_dir` and
-`list_files` also take `s3://bucket/key` or any other URI pyarrow's `FileSystem.from_uri` opens
-(gs://, hdfs://, abfs://, ...); `file://` URIs and plain paths are local files. Credentials and
-endpoints come the way pyarrow takes them (for S3: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
-AWS_ENDPOINT_URL or `?endpoint_override=`, or `KEY:SECRET@` in the URI, which messages mask).
+Locations by URI: `atomic_write`, `check_output_dir`, `read_bytes`, `is_file`, `is_dir`,
+`list_files`, `parent`, `remove` and `copy_tree` also take `s3://bucket/key` or any other URI
+pyarrow's `FileSystem.from_uri` opens (gs://, hdfs://, abfs://, ...); `file://` URIs and plain
+paths are local files. Credentials and endpoints come the way pyarrow takes them (for S3:
+AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL or `?endpoint_override=`, or
+`KEY:SECRET@` in the URI, which messages mask and `without_credentials` drops from what is stored).
 Object stores have no rename, so atomic replace there is: write the whole object under a unique
 temporary key beside the target, `.NAME.<random>.tmp`, then move it onto the target
 (`FileSystem.move`: on S3 one server-side copy, which replaces the object at once, then a delete
@@ -27,6 +28,7 @@ import io
 import os
 import posixpath
 import re
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -209,6 +211,54 @@ def list_files(folder: Location) -> list[tuple[tuple[str, ...], Location]]:
         infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
     found = sorted(tuple(i.path[len(base) + 1:].split("/")) for i in infos if i.type == pafs.FileType.File)
     return [(parts, join(folder, *parts)) for parts in found]
+
+
+def parent(location: Location) -> Location:
+    """The folder holding `location`: a Path's parent, or the URI one level up (query kept)."""
+    if not is_uri(location):
+        return local_path(location).parent
+    parsed = urlparse(str(location))
+    return parsed._replace(path=posixpath.dirname(parsed.path.rstrip("/"))).geturl()
+
+
+def without_credentials(location: Location) -> Location:
+    """`location` without a URI's user info (`KEY:SECRET@`), for what is stored in files; paths as given.
+
+    Whoever reads it back then needs the credentials from the environment (AWS_ACCESS_KEY_ID, ...).
+    """
+    if not is_uri(location) or "@" not in urlparse(str(location)).netloc:
+        return location
+    parsed = urlparse(str(location))
+    return parsed._replace(netloc=parsed.netloc.rsplit("@", 1)[1]).geturl()
+
+
+def remove(location: Location) -> None:
+    """Delete a file, or a folder with everything under it (by URI: every object under the prefix); none there: nothing."""
+    if not is_uri(location):
+        path = local_path(location)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        return
+    fs, path = open_uri(str(location))
+    path = path.rstrip("/")
+    with _as_os_error(location):
+        kind = fs.get_file_info(path).type
+        if kind == pafs.FileType.Directory:
+            fs.delete_dir(path)
+        elif kind == pafs.FileType.File:
+            fs.delete_file(path)
+
+
+def copy_tree(source: Location, dest: Location) -> list[Location]:
+    """Copy every file under `source` to the same names under `dest` (paths or URIs, either way), each
+    written atomically; names starting with a dot (temporary files and keys) are skipped. Returns the copies."""
+    copied = []
+    for parts, location in list_files(source):
+        if not any(part.startswith(".") for part in parts):
+            copied.append(atomic_write_bytes(join(dest, *parts), read_bytes(location)))
+    return copied
 
 
 def atomic_write_bytes(path: Location, data: bytes) -> Location:

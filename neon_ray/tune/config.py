@@ -23,6 +23,7 @@ from neon_ray.agent.evaluate import BASELINES, DEFAULT_BASELINES
 from neon_ray.errors import ConfigError
 from neon_ray.nets.checks import MAX_SEED, check_int, check_number
 from neon_ray.results.schema import check_tolerance
+from neon_ray.runtime.files import Location, base_name, display, is_file, is_uri, join, parent, read_bytes, without_credentials
 from neon_ray.tune.space import DEFAULT_REWARDS, DEFAULT_TOLERANCES, SEARCHES, Dim, RewardVariant, SearchSpace
 
 SWEEP_FILE = "sweep.json"
@@ -38,7 +39,7 @@ class SweepConfig:
     base: AgentTrainConfig
     """Settings every trial shares; tolerance, reward and the searched dimensions are replaced per trial."""
     out: str
-    """Tune storage directory (made absolute); the sweep goes to OUT/NAME."""
+    """Tune storage directory (made absolute), or a URI such as s3://bucket/sweeps; the sweep goes to OUT/NAME."""
     name: str = "sweep"
     """Experiment name: the folder under `out`."""
     tolerances: tuple = DEFAULT_TOLERANCES
@@ -137,8 +138,8 @@ class SweepConfig:
         return min(self.report_every, self.iterations) if self.iterations else self.report_every
 
     @property
-    def experiment_dir(self) -> Path:
-        return Path(self.out).resolve() / self.name
+    def experiment_dir(self) -> Location:
+        return join(self.out, self.name) if is_uri(self.out) else Path(self.out).resolve() / self.name
 
     def trial_base(self) -> AgentTrainConfig:
         """`base` as every trial starts from it: validated, checkpointed and reported every reports_every iterations."""
@@ -162,7 +163,8 @@ class SweepConfig:
         plain = {k: getattr(self, k) for k in ("name", "search", "samples", "trials", "scheduler", "grace_reports",
                                                "report_every", "iterations", "cpus_per_trial", "cpus_per_runner",
                                                "concurrent", "max_failures", "summary_iterations", "final_evaluation")}
-        return {"base": self.base.to_dict(), "out": str(Path(self.out).resolve()), **plain, **self.space.to_dict(),
+        out = without_credentials(self.out) if is_uri(self.out) else str(Path(self.out).resolve())
+        return {"base": self.base.to_dict(), "out": out, **plain, **self.space.to_dict(),
                 "validation_datasets": list(self.validation_datasets),
                 "final_tolerances": list(self.final_tolerances), "final_baselines": list(self.final_baselines)}
 
@@ -192,17 +194,17 @@ def _check_count(name: str, value) -> None:
         raise ConfigError(f"sweep: {name} must be an integer >= 1, got {value!r}")
 
 
-def load_sweep(experiment_dir: str | Path) -> SweepConfig:
-    """The SweepConfig saved in OUT/NAME/sweep.json, with out and name taken from where it is now."""
-    folder = Path(experiment_dir).expanduser().resolve()
-    path = folder / SWEEP_FILE
-    if not path.is_file():
-        raise ConfigError(f"{folder}: not a sweep directory ({SWEEP_FILE} is missing)")
+def load_sweep(experiment_dir: Location) -> SweepConfig:
+    """The SweepConfig saved in OUT/NAME/sweep.json (a path or a URI), with out and name taken from where it is now."""
+    folder = experiment_dir if is_uri(experiment_dir) else Path(experiment_dir).expanduser().resolve()
+    path = join(folder, SWEEP_FILE)
     try:
-        saved = json.loads(path.read_text())
+        if not is_file(path):
+            raise ConfigError(f"{display(folder)}: not a sweep directory ({SWEEP_FILE} is missing)")
+        saved = json.loads(read_bytes(path).decode())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not a readable sweep configuration ({exc})") from None
-    return SweepConfig.from_dict(saved, out=str(folder.parent), name=folder.name)
+        raise ConfigError(f"{display(path)}: not a readable sweep configuration ({exc})") from None
+    return SweepConfig.from_dict(saved, out=str(parent(folder)), name=base_name(folder))
 
 
 def load_sweep_spec(path: str | Path, out: str, name: str | None = None, zoo: str | None = None) -> SweepConfig:

@@ -24,10 +24,16 @@ runners) plus `cpus_per_runner` per EnvRunner, as one placement group; Tune runs
 cluster's CPUs hold (or `concurrent`). OUT/NAME/sweep.json holds the sweep's settings: resuming
 rebuilds the trainable and the search space from it, finished trials stay as they are, and
 interrupted ones continue from their last report. SIGTERM during a sweep stops it like Ctrl-C
-(state saved, trials marked unfinished). On a multi-node cluster `out` and the zoo must be on a
-filesystem every node shares. `out` is a path, not a URI (`check_storage`): each trial writes its
-agent run directory into Tune's trial folder as files; copy the best agent to a URI afterwards
-with `agent.run_dir.upload_run` (`neon-ray agent upload OUT/NAME/best s3://...`).
+(state saved, trials marked unfinished). On a multi-node cluster the zoo must be on a filesystem
+every node shares, and `out` too, or a URI.
+
+`out` may be a URI (s3://bucket/sweeps, any URI pyarrow opens): Tune gets it as its storage
+(`RunConfig(storage_path=..., storage_filesystem=...)`) and keeps its experiment state, trial
+logs and checkpoints there; each trial publishes its agent run into its trial folder from a local
+staging copy (trial.py), and sweep.json, summary.parquet, best/ and heldout/ are written there
+too (best/ and heldout/ made in a staging folder under `work_dir` first). `resume_sweep` takes
+OUT/NAME as a URI too. Ray's workers need the store's credentials: in their environment, or in
+the URI (`KEY:SECRET@`, which no file neon-ray writes keeps).
 """
 from __future__ import annotations
 
@@ -38,8 +44,9 @@ import math
 import os
 import re
 import signal
+import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -47,14 +54,18 @@ from ray import tune
 
 from neon_ray.agent.evaluate import EvaluateConfig, Evaluation, evaluate
 from neon_ray.errors import ConfigError
-from neon_ray.runtime.files import Location, atomic_write, atomic_write_text, check_output_dir, display, is_uri
+from neon_ray.runtime.files import (
+    Location, atomic_write, atomic_write_text, check_output_dir, copy_tree, display, is_dir, is_file, is_uri, join,
+    open_uri, remove,
+)
 from neon_ray.runtime.ray_session import cluster_cpus, ray_session, verbose
 from neon_ray.tune.config import SWEEP_FILE, SweepConfig, load_sweep, load_sweep_spec  # noqa: F401 (this module's API)
 from neon_ray.tune.space import (  # noqa: F401  (RewardVariant and the defaults are this module's API too)
     DEFAULT_REWARDS, DEFAULT_TOLERANCES, Dim, RewardVariant, trial_label,
 )
 from neon_ray.tune.table import (  # noqa: F401
-    HELDOUT_DIR, SUMMARY_COLUMNS, SUMMARY_FILE, drop_superseded_reports, format_trials, read_summary, trial_table, write_best,
+    BEST_DIR, HELDOUT_DIR, SUMMARY_COLUMNS, SUMMARY_FILE, drop_superseded_reports, format_trials, read_summary,
+    trial_location, trial_table, write_best,
 )
 from neon_ray.tune.trial import TrialPlan, run_trial
 from neon_ray.zoo.store import open_zoo
@@ -68,13 +79,13 @@ class SweepResult:
 
     table: pd.DataFrame
     """One row per trial (table.SUMMARY_COLUMNS), best score first."""
-    experiment_dir: Path
+    experiment_dir: Location
     """OUT/NAME: Tune's trial folders, sweep.json, summary.parquet, best/; point TensorBoard here."""
-    summary_path: Path
+    summary_path: Location
     """The Parquet copy of `table`."""
     grid: object = None
     """Tune's ResultGrid (get_best_result() ranks by the score)."""
-    best: Path | None = None
+    best: Location | None = None
     """OUT/NAME/best, the best trial's agent (None: no trial was scored)."""
     evaluation: Evaluation | None = None
     """The best agent's evaluation on the held-out datasets (None: no holdout, or not complete)."""
@@ -88,57 +99,52 @@ class SweepResult:
         return list(self.table.loc[self.table["status"] == "error", "trial"])
 
 
-def check_storage(out: Location, flag: str = "--out") -> None:
-    """Refuse a URI as the sweep's storage, before anything contacts it."""
-    if is_uri(out):
-        raise ConfigError(f"{flag} {display(out)}: sweeps are stored on a path (local, or a filesystem every node "
-                          "shares), not a URI: each trial writes its agent run directory there as files; copy the best "
-                          "agent to a URI afterwards with `neon-ray agent upload OUT/NAME/best URI`")
-
-
-def run_sweep(cfg: SweepConfig, address: str | None = None, progress: bool = True) -> SweepResult:
-    """Run a new sweep (OUT/NAME must not exist); `progress` logs a line per trial report."""
-    check_storage(cfg.out)
+def run_sweep(cfg: SweepConfig, address: str | None = None, progress: bool = True,
+              work_dir: str | Path | None = None) -> SweepResult:
+    """Run a new sweep (OUT/NAME must not exist); `progress` logs a line per trial report. `work_dir`: with a
+    URI `out`, the local folder of the staging copies (default: the system's temporary folder)."""
     check_output_dir(cfg.out, "sweep output directory")
-    if cfg.experiment_dir.exists():
-        raise ConfigError(f"{cfg.experiment_dir} exists already; choose another --name or --out, "
-                          f"or continue it with --resume {cfg.experiment_dir}")
-    return _run(cfg, address, progress, resume=False)
+    if is_dir(cfg.experiment_dir) or is_file(cfg.experiment_dir):
+        raise ConfigError(f"{display(cfg.experiment_dir)} exists already; choose another --name or --out, "
+                          f"or continue it with --resume {display(cfg.experiment_dir)}")
+    return _run(cfg, address, progress, resume=False, work_dir=work_dir)
 
 
-def resume_sweep(experiment_dir: str | Path, address: str | None = None, progress: bool = True) -> SweepResult:
-    """Continue an interrupted sweep from OUT/NAME: unfinished and failed trials go on from their last report."""
-    check_storage(experiment_dir, "--resume")
+def resume_sweep(experiment_dir: Location, address: str | None = None, progress: bool = True,
+                 work_dir: str | Path | None = None) -> SweepResult:
+    """Continue an interrupted sweep from OUT/NAME (a path or a URI): unfinished and failed trials go on from
+    their last report."""
     cfg = load_sweep(experiment_dir)
     check_output_dir(cfg.experiment_dir, "sweep directory (--resume)")
-    return _run(cfg, address, progress, resume=True)
+    return _run(cfg, address, progress, resume=True, work_dir=work_dir)
 
 
-def _run(cfg: SweepConfig, address: str | None, progress: bool, resume: bool) -> SweepResult:
+def _run(cfg: SweepConfig, address: str | None, progress: bool, resume: bool, work_dir) -> SweepResult:
     trial_base = cfg.trial_base()
     zoo = open_zoo(trial_base.zoo)
     selection = trial_base.select(zoo)  # refuses unknown or overlapping validation datasets now
-    plan = TrialPlan(trial_base, cfg.cpus_per_trial, cfg.cpus_per_runner, cfg.iterations)
+    plan = TrialPlan(trial_base, cfg.cpus_per_trial, cfg.cpus_per_runner, cfg.iterations,
+                     storage=str(cfg.out) if is_uri(cfg.out) else None, work_dir=None if work_dir is None else str(work_dir))
     bundles = [{"CPU": cfg.cpus_per_trial}] + [{"CPU": cfg.cpus_per_runner}] * trial_base.num_env_runners
     with ray_session(address):
         _check_fits(bundles, cluster_cpus())
         if not resume:
-            atomic_write_text(cfg.experiment_dir / SWEEP_FILE, json.dumps(cfg.to_dict(), indent=1) + "\n")
+            atomic_write_text(join(cfg.experiment_dir, SWEEP_FILE), json.dumps(cfg.to_dict(), indent=1) + "\n")
         tuner = _tuner(cfg, plan, tune.PlacementGroupFactory(bundles), resume)
         if progress:
             _announce(cfg, selection, bundles, resume)
         with _quiet_tune_output(), _sigterm_stops_tune():
             grid = tuner.fit()
-        drop_superseded_reports(result.path for result in grid if result.path)
-        table = trial_table(grid, cfg.summary_iterations, cfg.iterations)
-        path = cfg.experiment_dir / SUMMARY_FILE
+        drop_superseded_reports(trial_location(cfg.experiment_dir, result.path) for result in grid if result.path)
+        table = trial_table(grid, cfg.summary_iterations, cfg.iterations, cfg.experiment_dir)
+        path = join(cfg.experiment_dir, SUMMARY_FILE)
         atomic_write(path, lambda fh: table.to_parquet(fh, index=False))
-        best = write_best(cfg.experiment_dir, table)
+        best = write_best(cfg.experiment_dir, table, work_dir)
         complete = not (table["status"] == "unfinished").any()
-        evaluation = evaluate_best(cfg, best, address) if complete and best and cfg.base.holdout \
+        evaluation = evaluate_best(cfg, best, address, work_dir) if complete and best and cfg.base.holdout \
             and cfg.final_evaluation else None
     if progress:
-        log.info(f"summary written to {path}" + (f"; best agent: {best}" if best else ""))
+        log.info(f"summary written to {display(path)}" + (f"; best agent: {display(best)}" if best else ""))
     return SweepResult(table, cfg.experiment_dir, path, grid, best, evaluation)
 
 
@@ -177,23 +183,34 @@ def _scheduler(cfg: SweepConfig):
                                          grace_period=cfg.grace_reports, reduction_factor=2)
 
 
+def _storage(location: Location) -> tuple[str, object]:
+    """(path, filesystem) for Tune: a path and None, or for a URI its path inside the filesystem pyarrow opens
+    (Tune then never parses the URI: its query, e.g. ?endpoint_override=, and credentials stay intact)."""
+    if not is_uri(location):
+        return str(location), None
+    fs, path = open_uri(str(location))
+    return path.rstrip("/"), fs
+
+
 def _tuner(cfg: SweepConfig, plan: TrialPlan, resources, resume: bool):
     trainable = tune.with_resources(tune.with_parameters(run_trial, plan=plan), resources)
     param_space = cfg.space.param_space(cfg.search, cfg.samples)
     if resume:
-        if not tune.Tuner.can_restore(str(cfg.experiment_dir)):
-            raise ConfigError(f"--resume: {cfg.experiment_dir} holds no Tune experiment state to resume from")
-        return tune.Tuner.restore(str(cfg.experiment_dir), trainable=trainable, param_space=param_space,
-                                  resume_unfinished=True, resume_errored=True)
+        where, fs = _storage(cfg.experiment_dir)
+        if not tune.Tuner.can_restore(where, storage_filesystem=fs):
+            raise ConfigError(f"--resume: {display(cfg.experiment_dir)} holds no Tune experiment state to resume from")
+        return tune.Tuner.restore(where, trainable=trainable, param_space=param_space, resume_unfinished=True,
+                                  resume_errored=True, storage_filesystem=fs)
     searcher, samples = _searcher(cfg)
     namer = TrialNamer(cfg.space.varied(cfg.samples))
+    storage, fs = _storage(cfg.out if is_uri(cfg.out) else Path(cfg.out).resolve())
     return tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(metric="score", mode="max", search_alg=searcher, scheduler=_scheduler(cfg),
                                     num_samples=samples, max_concurrent_trials=cfg.concurrent,
                                     trial_name_creator=namer, trial_dirname_creator=namer, reuse_actors=True),
-        run_config=tune.RunConfig(name=cfg.name, storage_path=str(Path(cfg.out).resolve()), verbose=0,
+        run_config=tune.RunConfig(name=cfg.name, storage_path=storage, storage_filesystem=fs, verbose=0,
                                   callbacks=[ProgressLines()],
                                   failure_config=tune.FailureConfig(max_failures=cfg.max_failures)),
     )
@@ -243,14 +260,27 @@ def _announce(cfg: SweepConfig, selection, bundles: list[dict], resume: bool) ->
              f"{cfg.samples} seed(s) each), each to {stop}, scored every {cfg.reports_every} iterations on "
              f"{', '.join(cfg.trial_base().validation_datasets)}; {len(selection.train_ids)} training networks "
              f"(protocol {selection.protocol}); a trial takes {sum(b['CPU'] for b in bundles):g} CPUs")
-    log.info(f"TensorBoard: tensorboard --logdir {cfg.experiment_dir}")
+    log.info(f"TensorBoard: tensorboard --logdir {display(cfg.experiment_dir)}")
 
 
-def evaluate_best(cfg: SweepConfig, best: Path, address: str | None = None) -> Evaluation:
+def evaluate_best(cfg: SweepConfig, best: Location, address: str | None = None,
+                  work_dir: str | Path | None = None) -> Evaluation:
     """The best agent on base.holdout, the datasets no trial trained on and no score selected on
-    (OUT/NAME/heldout: evaluation.json, Pareto plots; rows in OUT/NAME/heldout/results)."""
-    out = cfg.experiment_dir / HELDOUT_DIR
+    (OUT/NAME/heldout: evaluation.json, Pareto plots; rows in OUT/NAME/heldout/results). By URI, the
+    agent is fetched to and evaluated in a local folder under `work_dir`, then OUT/NAME/heldout replaced."""
+    out = join(cfg.experiment_dir, HELDOUT_DIR)
     log.info(f"evaluating the best agent on the held-out datasets {', '.join(cfg.base.holdout)}")
+    if not is_uri(out):
+        return _evaluate(cfg, best, out, address)
+    with tempfile.TemporaryDirectory(prefix="neon-ray-heldout-", dir=work_dir) as staging:
+        copy_tree(best, Path(staging) / BEST_DIR)
+        evaluation = _evaluate(cfg, Path(staging) / BEST_DIR, Path(staging) / HELDOUT_DIR, address)
+        remove(out)
+        copy_tree(evaluation.out, out)
+    return replace(evaluation, out=out)
+
+
+def _evaluate(cfg: SweepConfig, best: Path, out: Path, address: str | None) -> Evaluation:
     return evaluate(EvaluateConfig(agent=str(best), datasets=cfg.base.holdout, tolerances=cfg.final_tolerances,
                                    results=str(out / "results"), out=str(out), baselines=cfg.final_baselines,
                                    seed=cfg.base.seed, address=address))

@@ -15,9 +15,15 @@ A trial that Tune restores (`--resume`, or a retry after a failure) rolls its ru
 to that checkpoint, dropping a checkpoint saved after the last report, and continues from there:
 Tune's rows and the run's progress.csv then hold each iteration once. The algorithm lives in the
 trial's process (learner included); EnvRunners, if any, land in the trial's placement group.
+
+With a URI as the sweep's storage (`TrialPlan.storage`), TRIAL/agent is that URI's trial folder:
+the trial trains in a local staging copy under `work_dir` and publishes it as it goes, as
+`neon-ray train --out URI` does (`published.staged_run`), each report after what it reports is
+there; a restored trial fetches the run from the URI, rolls it back and publishes that first.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -33,9 +39,10 @@ from neon_ray.agent.diagnostics import TrainingBoard
 from neon_ray.agent.run_dir import BEST, LATEST, RunDir, check_run, prepare_run
 # train_agent's own loop, restore and validation, so that a trial trains exactly as `neon-ray train` does;
 # train_agent itself builds its RunDir and Validator inside, where a trial needs its reporting ones.
+from neon_ray.agent.published import PublishedRun, staged_run
 from neon_ray.agent.training import Validator, algo_config, restore_checkpoint, resume_seed, train_loop
 from neon_ray.errors import CheckpointError
-from neon_ray.runtime.files import atomic_write_text
+from neon_ray.runtime.files import Location, atomic_write_text, join, remove, without_credentials
 from neon_ray.tune.space import trial_config
 from neon_ray.zoo.store import open_zoo
 
@@ -57,6 +64,10 @@ class TrialPlan:
     """CPUs of each EnvRunner (base.num_env_runners of them, in the trial's placement group)."""
     iterations: int | None = None
     """Stop after the report at or past this iteration; None: when base.episodes are done."""
+    storage: str | None = None
+    """The sweep's storage when it is a URI (trials publish their runs there); None: a path, written directly."""
+    work_dir: str | None = None
+    """With a URI storage: the local folder of the trials' staging copies (None: the system's temporary folder)."""
 
 
 class _Enough(Exception):
@@ -136,7 +147,7 @@ def roll_back(run: RunDir, pointers: dict) -> int:
     return int(latest["iteration"])
 
 
-def _resolved(plan: TrialPlan, params: dict, out: Path, zoo):
+def _resolved(plan: TrialPlan, params: dict, out: Location, zoo):
     cfg, batch_episodes = trial_config(plan.base, params)
     cfg = replace(cfg, out=str(out))
     selection = cfg.select(zoo)
@@ -146,18 +157,51 @@ def _resolved(plan: TrialPlan, params: dict, out: Path, zoo):
     return cfg.resolve(selection, zoo.manifest()), selection
 
 
+def _agent_location(plan: TrialPlan) -> Location:
+    """TRIAL/agent: in Tune's own trial folder on the sweep's storage (get_trial_dir() is a scratch copy under
+    /tmp/ray), by URI when the storage is one."""
+    storage = tune.get_context().get_storage()
+    if plan.storage is None:
+        return Path(storage.trial_fs_path) / AGENT_DIR
+    return join(plan.storage, storage.experiment_dir_name, storage.trial_dir_name, AGENT_DIR)
+
+
 def run_trial(params: dict, plan: TrialPlan) -> None:
     """Tune's function trainable: train (or continue) the trial's agent, reporting every validation."""
-    # Tune's own trial folder on the sweep's storage (get_trial_dir() is a scratch copy under /tmp/ray)
-    run = RunDir(Path(tune.get_context().get_storage().trial_fs_path) / AGENT_DIR)
+    target = _agent_location(plan)
     pointers = _reported_pointers()
-    if pointers is None:
-        shutil.rmtree(run.root, ignore_errors=True)  # a retry without a report starts clean
-    reported = roll_back(run, pointers) if pointers is not None else 0
-    if plan.iterations is not None and reported >= plan.iterations:
-        return  # it was lost after its last report: nothing is left to train
+    if pointers is None and isinstance(target, Path):  # a retry without a report starts clean
+        shutil.rmtree(target, ignore_errors=True)
+    elif pointers is None:
+        remove(target)
+    with _trial_work_dir(plan) as work_dir, staged_run(target, work_dir, fetch=pointers is not None) as run:
+        reported = roll_back(run, pointers) if pointers is not None else 0
+        if pointers is not None and isinstance(run, PublishedRun):
+            run.publish()  # the URI rolled back too
+        if plan.iterations is not None and reported >= plan.iterations:
+            return  # it was lost after its last report: nothing is left to train
+        _train(run, params, plan, reported, without_credentials(target))
+
+
+@contextlib.contextmanager
+def _trial_work_dir(plan: TrialPlan):
+    """With a URI storage, WORK/neon-ray-trial-<trial id>, empty, removed at the end: what a killed trial left
+    there is removed when it is restored (on this node). With a path storage: nothing, None."""
+    if plan.storage is None:
+        yield None
+        return
+    folder = Path(plan.work_dir or tempfile.gettempdir()) / f"neon-ray-trial-{tune.get_context().get_trial_id()}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _train(run: RunDir, params: dict, plan: TrialPlan, reported: int, out: Location) -> None:
     zoo = open_zoo(plan.base.zoo)
-    cfg, selection = _resolved(plan, params, run.root, zoo)
+    cfg, selection = _resolved(plan, params, out, zoo)
     check_run(run, cfg, resume=bool(reported))
     config = algo_config(cfg, selection.train_ids, num_cpus_for_main_process=plan.main_cpus,
                          num_cpus_per_env_runner=plan.runner_cpus, seed=resume_seed(cfg.seed, reported))

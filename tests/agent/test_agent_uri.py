@@ -17,7 +17,7 @@ from conftest_s3 import bucket, keys, s3, uri  # noqa: F401  (fixtures)
 from neon_ray.agent.apply import apply_agent
 from neon_ray.agent.export import SPEC_FILE, WEIGHTS_FILE
 from neon_ray.agent.run_dir import RunDir, check_run, load_agent, upload_run
-from neon_ray.cli import agent_cmd, prune_cmd
+from neon_ray.cli import agent_cmd, evaluate_cmd, prune_cmd
 from neon_ray.errors import CheckpointError, ConfigError
 from neon_ray.results.store import read_results
 from test_hardening_agent import KEEP, WINE, Payload, _fake_run, _observations
@@ -82,10 +82,13 @@ def test_missing_runs_and_dangling_pointers_by_uri_are_checkpoint_errors(s3, buc
         load_agent(remote_run[1])
 
 
-def test_training_into_a_uri_and_uploading_an_unfinished_run_are_refused(s3, bucket, remote_run, tmp_path):
+def test_a_run_by_uri_is_checked_like_a_path_and_uploading_an_unfinished_run_is_refused(s3, bucket, remote_run):
     run, where = remote_run
-    with pytest.raises(ConfigError, match="writes its run directory to a path .*`neon-ray agent upload RUN URI`"):
+    with pytest.raises(ConfigError, match=r"^s3://.*/agents/run\?.*already holds a training run; pass --resume"):
         check_run(RunDir(where), run.read_config(), resume=False)
+    assert check_run(RunDir(where), run.read_config(), resume=True) == run.latest()
+    with pytest.raises(ConfigError, match=r"--resume: s3://.*/agents/none\?.* holds no training run"):
+        check_run(RunDir(uri(s3, f"{bucket}/agents/none")), run.read_config(), resume=True)
     (run.checkpoints / "latest").unlink()
     with pytest.raises(CheckpointError, match="no completed checkpoint yet"):
         upload_run(run.root, uri(s3, f"{bucket}/agents/unfinished"))
@@ -123,3 +126,20 @@ def test_prune_tasks_read_the_agent_through_its_uri(tiny_zoo, s3, bucket, tmp_pa
     args = parser.parse_args(["prune", "--agent", where, "--tolerance", "5", "--results", uri(s3, f"{bucket}/res2"),
                               "--no-timing"])
     assert args.func(args) == 0 and len(read_results(uri(s3, f"{bucket}/res2"))) == len(frame)
+
+
+@pytest.mark.ray
+def test_evaluate_reads_the_agent_through_its_uri(tiny_zoo, s3, bucket, tmp_path):
+    run = _fake_run(tmp_path / "run", zoo=str(tiny_zoo.root))
+    where = f"s3://testing:testing@{bucket}/agents/eval-run?{s3[1]}"
+    upload_run(run.root, where)
+    shutil.rmtree(run.root)
+    parser = argparse.ArgumentParser()
+    evaluate_cmd.register(parser.add_subparsers())
+    res = tmp_path / "res"
+    args = parser.parse_args(["evaluate", "--agent", where, "--zoo", str(tiny_zoo.root), "--datasets", WINE,
+                              "--tolerances", "5", "--results", str(res), "--baselines", "random", "--no-timing"])
+    assert args.func(args) == 0
+    doc = json.loads((res / "_evaluation" / "evaluation.json").read_text())
+    assert doc["agent"] == f"s3://***@{bucket}/agents/eval-run?{s3[1]}" and doc["networks"] == 3
+    assert sorted(read_results(res).query("method == 'neon-a2c'")["network_id"]) == sorted(tiny_zoo.network_ids(dataset=WINE))
