@@ -67,6 +67,7 @@ from ray.rllib.utils.metrics import (
 from ray.rllib.utils.torch_utils import explained_variance
 from ray.rllib.utils.typing import ModuleID, ParamDict, TensorType
 
+from neon_ray.agent.balance import BALANCE_MODES, RunnerBalance, balanced_sample
 from neon_ray.errors import ConfigError
 
 NUM_GRADIENT_STEPS_KEY = "num_gradient_steps"
@@ -160,15 +161,20 @@ class A2CConfig(PPOConfig):
         self.batch_mode = "complete_episodes"
         self.warmup_episodes = 0
         self.normalize_advantages = False
+        # Each runner's share of a batch from its measured cost per step (agent/balance.py).
+        self.balance_runners = "measured"
 
     def training(
         self,
         *,
         warmup_episodes: int = NotProvided,
         normalize_advantages: bool = NotProvided,
+        balance_runners: str = NotProvided,
         **kwargs: Any,
     ) -> "A2CConfig":
         super().training(**kwargs)
+        if balance_runners is not NotProvided:
+            self.balance_runners = balance_runners
         if warmup_episodes is not NotProvided:
             self.warmup_episodes = warmup_episodes
         if normalize_advantages is not NotProvided:
@@ -189,6 +195,8 @@ class A2CConfig(PPOConfig):
     def _validate_a2c(self) -> None:
         if not self.enable_rl_module_and_learner:
             raise ConfigError("A2C runs on RLlib's new API stack only (RLModule/Learner)")
+        if self.balance_runners not in BALANCE_MODES:
+            raise ConfigError(f"balance_runners must be one of {BALANCE_MODES}, got {self.balance_runners!r}")
         if self.num_epochs != 1:
             raise ConfigError(
                 f"A2C takes one gradient step per batch: num_epochs must be 1, got {self.num_epochs}"
@@ -302,17 +310,21 @@ class A2C(PPO):
     def get_default_config(cls) -> A2CConfig:
         return A2CConfig()
 
+    def setup(self, config) -> None:
+        super().setup(config)
+        self._balance = RunnerBalance()
+
     def training_step(self) -> None:
         warmup = self._in_warmup()
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, runner_results = synchronous_parallel_sample(
+            episodes, runner_results = balanced_sample(self, lambda: synchronous_parallel_sample(
                 worker_set=self.env_runner_group,
                 max_env_steps=self.config.total_train_batch_size,
                 sample_timeout_s=self.config.sample_timeout_s,
                 random_actions=warmup,
                 _uses_new_env_runners=True,
                 _return_metrics=True,
-            )
+            ))
         if not episodes:
             return
         self.metrics.aggregate(runner_results, key=ENV_RUNNER_RESULTS)

@@ -22,6 +22,7 @@ Settings common to both algorithms, and why:
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -65,6 +66,7 @@ def make_algo_config(
     num_cpus_per_env_runner: float = 0.5,
     cpu_budget: float | None = None,
     warmup_episodes: int = 0,
+    balance_runners: str = "measured",
     lambda_: float = 1.0,
     ppo_num_epochs: int = 4,
     ppo_minibatch_size: int | None = None,
@@ -90,6 +92,8 @@ def make_algo_config(
         num_cpus_per_env_runner: logical CPUs for each remote EnvRunner.
         cpu_budget: if given, raise `ConfigError` when the trial would reserve more CPUs.
         warmup_episodes: a2c only: random-action episodes that train the critic alone.
+        balance_runners: a2c only: 'measured' (each runner's share of a batch from its measured
+            cost per step, agent/balance.py) or 'model' (from the zoo's figures: reproducible batches).
         lambda_: GAE lambda; 1.0 gives Monte-Carlo advantages.
         ppo_num_epochs: ppo only: passes over each batch.
         ppo_minibatch_size: ppo only: minibatch size; None uses the whole batch each epoch.
@@ -99,6 +103,8 @@ def make_algo_config(
     if warmup_episodes and algo != "a2c":
         raise ConfigError("warmup_episodes is an A2C option; PPO has no warm-up")
     config = _algo_specific(algo, warmup_episodes, ppo_num_epochs, ppo_minibatch_size)
+    if algo == "a2c":
+        config.training(balance_runners=balance_runners)
     config = (
         config.environment(env, env_config=dict(env_config or {}))
         .env_runners(
@@ -158,12 +164,22 @@ class SeedOnceEnvRunner(SingleAgentEnvRunner):
 
     def __init__(self, **kwargs) -> None:
         self._envs_seeded = False
+        self._share: float | None = None  # set by the learner's balance (agent/balance.py)
+        self._last_sample = (0, 0.0)
         super().__init__(**kwargs)
+
+    def set_batch_share(self, share: float | None) -> None:
+        """This runner's share of the batch's steps from now on; None: the env's prior (`batch_share`)."""
+        self._share = share
+
+    def last_sample(self) -> tuple[int, int, float]:
+        """(worker index, steps, seconds) of the last batch-share sampling call."""
+        return (self.worker_index, *self._last_sample)
 
     def sample(self, *, num_timesteps: int | None = None, num_episodes: int | None = None, **kwargs):
         if num_timesteps is not None or num_episodes is not None or self.config.batch_mode != "complete_episodes":
             return super().sample(num_timesteps=num_timesteps, num_episodes=num_episodes, **kwargs)
-        share = self._batch_steps()
+        share, start = self._batch_steps(), time.perf_counter()
         episodes, steps = [], 0
         while steps < share:
             more = super().sample(**kwargs)
@@ -171,11 +187,12 @@ class SeedOnceEnvRunner(SingleAgentEnvRunner):
                 break
             episodes += more
             steps += sum(len(episode) for episode in more)
+        self._last_sample = (steps, time.perf_counter() - start)
         return episodes
 
     def _batch_steps(self) -> int:
         envs = getattr(getattr(self.env, "unwrapped", None), "envs", None)  # a synchronous vector env
-        share = getattr(envs[0].unwrapped, "batch_share", None) if envs else None
+        share = self._share if self._share is not None else getattr(envs[0].unwrapped, "batch_share", None) if envs else None
         if share is None:
             return self.config.get_rollout_fragment_length(self.worker_index) * self.num_envs
         return max(1, round(self.config.total_train_batch_size * share))

@@ -18,6 +18,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from neon_ray.agent.balance import BALANCE_MODES
 from neon_ray.agent.export import ALGOS
 from neon_ray.agent.protocols import Selection, select_networks
 from neon_ray.errors import ConfigError
@@ -27,7 +28,7 @@ from neon_ray.pruning.finetune import MAX_SEED, FinetuneConfig  # 32-bit: RLlib 
 
 # Fields that may change when a run is resumed: how long it runs, how often it saves, and how
 # many processes sample. Everything else shapes what is learned and must match.
-RESUMABLE_FIELDS = ("out", "episodes", "checkpoint_every", "keep_checkpoints", "num_env_runners")
+RESUMABLE_FIELDS = ("out", "episodes", "checkpoint_every", "keep_checkpoints", "num_env_runners", "balance_runners")
 # Episodes per gradient update when train_batch_size is not given.
 BATCH_EPISODES = 4
 # RUN/config.json of runs from before the episode settings were nested: these keys sat at the top.
@@ -74,6 +75,9 @@ class AgentTrainConfig:
     """A2C random-action episodes training the critic only; None: NEON's min(2N, 500) (PPO: 0)."""
     num_env_runners: int = 0
     """Remote EnvRunners (processes sampling in parallel); 0 samples in the driver."""
+    balance_runners: str = "measured"
+    """A2C with 2+ runners: each runner's share of a batch from its 'measured' seconds per step (runners
+    finish together), or from the zoo's figures, 'model' (batches, and so runs, reproducible)."""
     train_batch_size: int | None = None
     """Env steps per update; None: about 4 episodes (4 x loops x mean depth of the training networks)."""
     lr: float | None = None
@@ -101,6 +105,8 @@ class AgentTrainConfig:
         if not isinstance(self.episode, EpisodeConfig):
             raise ConfigError(f"AgentTrainConfig.episode must be an EpisodeConfig, got {type(self.episode).__name__}")
         check_int("AgentTrainConfig.num_env_runners", self.num_env_runners, 0)
+        if self.balance_runners not in BALANCE_MODES:
+            raise ConfigError(f"AgentTrainConfig.balance_runners must be one of {BALANCE_MODES}, got {self.balance_runners!r}")
         check_int("AgentTrainConfig.checkpoint_every", self.checkpoint_every, 1)
         check_int("AgentTrainConfig.keep_checkpoints", self.keep_checkpoints, 1)
         check_int("AgentTrainConfig.seed", self.seed, 0, MAX_SEED)

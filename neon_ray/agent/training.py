@@ -93,7 +93,7 @@ def algo_config(cfg: AgentTrainConfig, network_ids: Sequence[str], *, num_cpus_f
         train_batch_size=cfg.train_batch_size, hidden=cfg.hidden, seed=cfg.seed if seed is None else seed,
         sample_timeout_s=SAMPLE_TIMEOUT_S, num_cpus_for_main_process=num_cpus_for_main_process,
         num_cpus_per_learner=num_cpus_for_main_process, num_cpus_per_env_runner=num_cpus_per_env_runner,
-        cpu_budget=cpu_budget, warmup_episodes=cfg.warmup_episodes,
+        cpu_budget=cpu_budget, warmup_episodes=cfg.warmup_episodes, balance_runners=cfg.balance_runners,
     )
     # RLlib's default too, but a run must not end with a lost runner if that default changes
     return config.callbacks(PruningMetricsCallback).fault_tolerance(restart_failed_env_runners=True)

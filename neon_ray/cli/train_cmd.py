@@ -48,7 +48,7 @@ _AGENT = {
     "zoo": "zoo", "algo": "algo", "warmup": "warmup_episodes", "batch_steps": "train_batch_size",
     "lr": "lr", "gamma": "gamma", "entropy": "entropy_coeff", "seed": "seed", "episodes": "episodes",
     "runners": "num_env_runners", "checkpoint_every": "checkpoint_every", "keep_checkpoints": "keep_checkpoints",
-    "validate_every": "validate_every",
+    "validate_every": "validate_every", "balance_runners": "balance_runners",
 }
 _AGENT_TUPLES = ("datasets", "holdout", "hidden", "validate_on")
 _TUPLE_FIELDS = {"validate_on": "validation_datasets"}
@@ -83,6 +83,9 @@ def register(sub) -> None:
                    help="training episodes in total (default: NEON's 10 x training networks + warm-up)")
     p.add_argument("--runners", type=int_in(0), default=None,
                    help="EnvRunner processes sampling in parallel (default 0: sample in this process)")
+    p.add_argument("--balance-runners", choices=("measured", "model"), default=None,
+                   help="with 2+ runners: each runner's share of a batch from its measured seconds per step "
+                        "(default; runners finish together) or from the zoo's figures ('model': reproducible runs)")
     p.add_argument("--checkpoint-every", type=int_in(1), default=None, help="checkpoint every N iterations (default 10)")
     p.add_argument("--keep-checkpoints", type=int_in(1), default=None, help="newest checkpoints kept (default 3)")
     p.add_argument("--validate-on", type=csv_list, default=None,
@@ -92,7 +95,7 @@ def register(sub) -> None:
                    help="score the policy on --validate-on every N iterations (and at the end; default: never)")
     p.add_argument("--resume", action="store_true",
                    help="continue RUN from its latest checkpoint with its saved settings; only --episodes, "
-                        "--runners, --checkpoint-every and --keep-checkpoints may change. Resuming loads RLlib's own "
+                        "--runners, --balance-runners, --checkpoint-every and --keep-checkpoints may change. Resuming loads RLlib's own "
                         "checkpoint, which contains Python pickles that run code when loaded: resume only runs "
                         "you trust (prune never loads them)")
     p.add_argument("--quiet", action="store_true", help="no per-iteration lines")
