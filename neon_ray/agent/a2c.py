@@ -312,19 +312,22 @@ class A2C(PPO):
 
     def setup(self, config) -> None:
         super().setup(config)
-        self._balance = RunnerBalance()
+        self.runner_balance = RunnerBalance() if self.config.balance_runners == "measured" else None
 
     def training_step(self) -> None:
         warmup = self._in_warmup()
-        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, runner_results = balanced_sample(self, lambda: synchronous_parallel_sample(
+        def sample():
+            return synchronous_parallel_sample(
                 worker_set=self.env_runner_group,
                 max_env_steps=self.config.total_train_batch_size,
                 sample_timeout_s=self.config.sample_timeout_s,
                 random_actions=warmup,
                 _uses_new_env_runners=True,
                 _return_metrics=True,
-            ))
+            )
+
+        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            episodes, runner_results = balanced_sample(self.env_runner_group, self.runner_balance, sample)
         if not episodes:
             return
         self.metrics.aggregate(runner_results, key=ENV_RUNNER_RESULTS)

@@ -156,10 +156,10 @@ class SeedOnceEnvRunner(SingleAgentEnvRunner):
     runner, each round waiting for its slowest episode (`bench rollout`: 2 runners busy 51% and
     85% of the time). Here a call returns complete episodes until the runner holds its share of
     the batch's steps, so an iteration has one barrier and per-episode differences even out within
-    a share. The share is the env's `batch_share` (pruning.catalogue.step_shares: inverse to the
-    runner's expected cost per step, so runners finish together; deterministic, so runs stay
-    reproducible), else the batch / the runner count. Every episode still comes from the weights
-    synced before the call: sampling stays on-policy.
+    a share. The share is the one A2C's learner sets from measured seconds per step
+    (`set_batch_share`, agent/balance.py), else the env's prior `batch_share` (from the zoo's
+    figures, pruning.catalogue.step_shares), else the batch / the runner count. Every episode
+    still comes from the weights synced before the call: sampling stays on-policy.
     """
 
     def __init__(self, **kwargs) -> None:
@@ -191,11 +191,14 @@ class SeedOnceEnvRunner(SingleAgentEnvRunner):
         return episodes
 
     def _batch_steps(self) -> int:
-        envs = getattr(getattr(self.env, "unwrapped", None), "envs", None)  # a synchronous vector env
-        share = self._share if self._share is not None else getattr(envs[0].unwrapped, "batch_share", None) if envs else None
+        share = self._share if self._share is not None else self._env_share()
         if share is None:
             return self.config.get_rollout_fragment_length(self.worker_index) * self.num_envs
         return max(1, round(self.config.total_train_batch_size * share))
+
+    def _env_share(self) -> float | None:
+        envs = getattr(getattr(self.env, "unwrapped", None), "envs", None)  # a synchronous vector env
+        return getattr(envs[0].unwrapped, "batch_share", None) if envs else None
 
     def _try_env_reset(self, *, seed: int | None = None, options: dict | None = None):
         if self._envs_seeded:

@@ -38,7 +38,7 @@ from neon_ray.pruning.batch import run_networks, slug, zoo_networks
 from neon_ray.pruning.episode_config import EpisodeConfig
 from neon_ray.pruning.episodes import Chooser, EpisodePruner, Pruned, RunOptions, network_seed, prune_episode
 from neon_ray.pruning.tolerance import parse_tolerance
-from neon_ray.runtime.files import Location, base_name, display, is_uri
+from neon_ray.runtime.files import Location, base_name, display, resolved
 from neon_ray.zoo.store import open_zoo
 
 
@@ -75,16 +75,11 @@ def _cached_policy(checkpoint: str):
     return load_checkpoint_policy(checkpoint)
 
 
-def _resolved(location: Location) -> Location:
-    """A path made absolute (tasks run elsewhere); a URI as given."""
-    return str(location) if is_uri(location) else Path(location).expanduser().resolve()
-
-
 class PolicyChooser:
     """Builds a network's chooser inside its Ray task from a checkpoint directory, a path or a URI (picklable)."""
 
     def __init__(self, checkpoint: Location, greedy: bool = True, seed: int = 0):
-        self.checkpoint = str(_resolved(checkpoint))
+        self.checkpoint = str(resolved(checkpoint))
         self.greedy, self.seed = greedy, seed
 
     def __call__(self, network_id: str, env_actions: int) -> Chooser:
@@ -110,7 +105,7 @@ def agent_pruner(run_dir: Location, tolerance: float | None = None, greedy: bool
 
     Loads the policy once here, so a bad run directory fails before any task starts.
     """
-    run_dir = _resolved(run_dir)
+    run_dir = resolved(run_dir)
     checkpoint, cfg = agent_checkpoint(run_dir)
     load_checkpoint_policy(checkpoint)  # the export is complete and readable
     return checkpoint_pruner(checkpoint, cfg, run_dir, tolerance, greedy, seed, guard), cfg
@@ -143,7 +138,7 @@ def default_networks(zoo, cfg, datasets: list[str] | None = None, role: str | No
 
 def default_run_id(pruner: EpisodePruner, run_dir: Location) -> str:
     """`{method}__{run name}__{label}`: applying the same agent the same way again replaces its rows."""
-    return f"{pruner.method}__{slug(base_name(_resolved(run_dir)))}__{slug(pruner.label)}"
+    return f"{pruner.method}__{slug(base_name(resolved(run_dir)))}__{slug(pruner.label)}"
 
 
 def apply_agent(
@@ -168,7 +163,7 @@ def apply_agent(
     dataset and returns them; `options` saves pruned networks and adds Deep Compression. `run_dir`
     and `results` may be URIs (s3://...); `zoo` and `options.save_dir` are paths.
     """
-    run_dir = _resolved(run_dir)
+    run_dir = resolved(run_dir)
     pruner, cfg = agent_pruner(run_dir, tolerance, greedy, seed, guard)
     zoo = zoo if zoo is not None else cfg.zoo
     if isinstance(zoo, (str, Path)):

@@ -43,16 +43,16 @@ class RunnerBalance:
             self.seconds_per_step[worker] = rate if old is None else (1 - SMOOTHING) * old + SMOOTHING * rate
 
 
-def balanced_sample(algo, sample):
-    """`sample()` (the synchronous round) with each remote runner's share set from `algo._balance` first
-    and its timing folded in after; runs `sample()` alone with fewer than two remote runners."""
-    group = algo.env_runner_group
-    if algo.config.balance_runners != "measured" or group.num_remote_env_runners() < 2:
+def balanced_sample(group, balance: RunnerBalance | None, sample):
+    """`sample()` (a synchronous round over the EnvRunnerGroup `group`) with each remote runner's share set
+    from `balance` first and its timing folded in after; `sample()` alone without a balance or with
+    fewer than two remote runners."""
+    if balance is None or group.num_remote_env_runners() < 2:
         return sample()
-    shares = algo._balance.shares(sorted(group.healthy_worker_ids()))
+    shares = balance.shares(sorted(group.healthy_worker_ids()))
     group.foreach_env_runner(lambda w: w.set_batch_share(None if shares is None else shares.get(w.worker_index)),
                              local_env_runner=False, timeout_seconds=CALL_TIMEOUT_S)
     result = sample()
-    algo._balance.update(group.foreach_env_runner(lambda w: w.last_sample(), local_env_runner=False,
-                                                  timeout_seconds=CALL_TIMEOUT_S))
+    balance.update(group.foreach_env_runner(lambda w: w.last_sample(), local_env_runner=False,
+                                            timeout_seconds=CALL_TIMEOUT_S))
     return result

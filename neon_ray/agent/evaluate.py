@@ -42,7 +42,7 @@ from neon_ray.pruning.episodes import EpisodePruner, Pruned, RunOptions
 from neon_ray.results.report import plot_pareto
 from neon_ray.results.schema import check_tolerance
 from neon_ray.results.summary import score, summarise
-from neon_ray.runtime.files import atomic_write_bytes, atomic_write_text, check_output_dir, display, is_uri
+from neon_ray.runtime.files import atomic_write_bytes, atomic_write_text, check_output_dir, display, resolved
 from neon_ray.runtime.ray_session import ray_session
 from neon_ray.zoo.store import open_zoo
 
@@ -203,15 +203,10 @@ def evaluate(cfg: EvaluateConfig) -> Evaluation:
         return _evaluate(cfg)
 
 
-def _agent_location(agent: str | Path) -> str | Path:
-    """A URI as given (the run is read through pyarrow), a path made absolute."""
-    return agent if is_uri(agent) else Path(agent).expanduser().resolve()
-
-
 def _evaluate(cfg: EvaluateConfig) -> Evaluation:
     check_output_dir(cfg.results, "results directory")
     out = check_output_dir(cfg.out_dir, "evaluation output directory (--out)")
-    agent = _agent_location(cfg.agent)
+    agent = resolved(cfg.agent)
     greedy, train_cfg = agent_pruner(agent, cfg.tolerances[0], True, cfg.seed, cfg.guard)  # fails early on a bad run
     zoo = open_zoo(Path(cfg.zoo or train_cfg.zoo).expanduser().resolve())
     networks = zoo_networks(zoo, list(cfg.datasets), "all")
@@ -245,7 +240,7 @@ def _evaluate(cfg: EvaluateConfig) -> Evaluation:
 
 def _write(cfg: EvaluateConfig, out: Path, frames: dict, tables: dict, n_networks: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    doc = {"agent": display(_agent_location(cfg.agent)), "datasets": list(cfg.datasets), "networks": n_networks,
+    doc = {"agent": display(resolved(cfg.agent)), "datasets": list(cfg.datasets), "networks": n_networks,
            "results": str(Path(cfg.results).expanduser().absolute()), "samples": cfg.samples, "guard": cfg.guard,
            "score": " ".join(score.__doc__.split("\n\n")[0].split()), "tolerances": {}}
     for tol, table in tables.items():

@@ -30,6 +30,9 @@ def register(sub) -> None:
     p.add_argument("--loops", type=int_in(1), default=4, help="passes over the hidden layers per episode, >= 1 (default 4)")
     p.add_argument("--finetune-epochs", type=int_in(1), default=3,
                    help="fine-tuning epochs at most per pruning step, >= 1 (default 3)")
+    p.add_argument("--balance-runners", choices=("measured", "model"), default="measured",
+                   help="each runner's share of a batch from its measured seconds per step (default) or from the "
+                        "zoo's figures ('model', as `neon-ray train --balance-runners model`)")
     p.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help=f"seed, 0 to {MAX_SEED} (default 0)")
     add_address(p)
     p.set_defaults(func=run)
@@ -46,13 +49,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("bench rollout: --iterations, --batch-episodes and every --runners value must be >= 1")
     episode = default_agent_episode(loops=args.loops, finetune=replace(default_finetune(), max_epochs=args.finetune_epochs))
     base = AgentTrainConfig(zoo=args.zoo, datasets=tuple(args.datasets) if args.datasets else None, episode=episode,
-                            warmup_episodes=0, seed=args.seed)
+                            warmup_episodes=0, seed=args.seed, balance_runners=args.balance_runners)
     measured = rollout_figures(base, args.runners, args.iterations, args.batch_episodes, address=args.address)
     for line in _runner_lines(measured["by_runners"]):
         print(line)
     figures = {"benchmark": "rollout", "zoo": args.zoo, "datasets": args.datasets, "iterations": args.iterations,
                "batch_episodes": args.batch_episodes, "loops": args.loops, "finetune_epochs": args.finetune_epochs,
-               **measured}
+               "balance_runners": args.balance_runners, **measured}
     if "speedup" in figures:
         lo, hi = figures["speedup_runners"]
         verdict = "meets" if figures["speedup"] >= figures["target"] else "misses"

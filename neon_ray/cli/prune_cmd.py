@@ -47,7 +47,7 @@ def _prune(args: argparse.Namespace) -> int:
 
     from neon_ray.agent.apply import apply_agent
     from neon_ray.pruning.episodes import RunOptions
-    from neon_ray.runtime.files import check_output_dir, is_uri
+    from neon_ray.runtime.files import check_output_dir, resolved
     from neon_ray.results.summary import format_summary, summarise
 
     check_output_dir(args.results, "results directory (--results)")
@@ -55,7 +55,7 @@ def _prune(args: argparse.Namespace) -> int:
         check_output_dir(args.save_networks, "pruned networks directory (--save-networks)")
     options = RunOptions(timing=not args.no_timing, compress=args.compress, save_dir=args.save_networks)
     # relative paths work from any working directory; a URI is read as given by every Ray task
-    agent = args.agent if is_uri(args.agent) else Path(args.agent).expanduser().resolve()
+    agent = resolved(args.agent)
     zoo = str(Path(args.zoo).expanduser().resolve()) if args.zoo else None
     frame = apply_agent(
         agent, zoo=zoo, datasets=args.datasets, role=args.role, tolerance=args.tolerance,

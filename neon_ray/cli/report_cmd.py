@@ -46,14 +46,12 @@ def register(sub) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     # imported here: they load pandas and matplotlib, and `neon-ray --help` must stay fast
-    from pathlib import Path
-
     from neon_ray.errors import ConfigError
     from neon_ray.results.html_report import results_page, write_page
-    from neon_ray.runtime.files import check_output_dir, display, is_dir, is_file, is_uri, join
+    from neon_ray.runtime.files import check_output_dir, display, is_dir, is_file, join, resolved
 
     out = check_output_dir(args.out, "report directory (--out)")
-    source = args.source if is_uri(args.source) else Path(args.source).expanduser().resolve()
+    source = resolved(args.source)
     if not is_dir(source):
         raise ConfigError(f"{display(source)}: no such sweep or results directory")
     if is_file(join(source, "sweep.json")):

@@ -72,21 +72,20 @@ equal step shares the runners' measured cost per step differed 1.5x where FLOPs 
 said 2.2x; this constant makes the model say 1.5x."""
 
 
-def step_shares(manifest, num_workers: int, max_train_rows: int | None) -> dict[int, float]:
+def step_shares(manifest, num_workers: int, costs: dict[str, float] | None) -> dict[int, float]:
     """Share of a train batch's steps each remote worker (1..num_workers) should sample so that all
     finish together: in inverse proportion to its expected cost per step.
 
     A synchronous sampling round waits for its slowest runner. Dataset packing (`assign_datasets`)
     balances the runners' costs per cycle through their datasets, but a runner holding many cheap
-    datasets and one holding a few dear ones then differ in cost per step (measured: 2x on a
+    datasets and one holding a few dear ones then differ in cost per step (measured: 1.5x on a
     6-dataset zoo), and equal step shares leave the cheap one idle. Cost per step of a worker =
-    its datasets' expected episode costs (`dataset_costs`) over their mean depths (steps per loop),
-    since it cycles through them one episode each, plus STEP_OVERHEAD. Equal shares without the
-    manifest's figures.
+    its datasets' expected episode costs (`costs`, from `dataset_costs`) over their mean depths
+    (steps per loop), since it cycles through them one episode each, plus STEP_OVERHEAD. Equal
+    shares without costs.
     """
-    if num_workers <= 1 or not {"flops", "depth"} <= set(manifest):
+    if num_workers <= 1 or not costs:
         return {w: 1.0 / max(num_workers, 1) for w in range(1, max(num_workers, 1) + 1)}
-    costs = dataset_costs(manifest, max_train_rows)
     depth = manifest["depth"].astype(float).groupby(manifest["dataset"]).mean().to_dict()
     speed = {}
     for w in range(1, num_workers + 1):
@@ -172,7 +171,7 @@ class NetworkCatalogue:
         costs = dataset_costs(manifest, max_rows) if {"flops", "depth"} <= set(manifest) else None
         mine = assign_datasets(sorted(set(manifest["dataset"])), cfg.worker_index, cfg.num_workers, costs)
         if cfg.worker_index > 0 and cfg.num_workers > 0:
-            self.batch_share = step_shares(manifest, cfg.num_workers, max_rows).get(cfg.worker_index, 1.0 / cfg.num_workers)
+            self.batch_share = step_shares(manifest, cfg.num_workers, costs).get(cfg.worker_index, 1.0 / cfg.num_workers)
         self._dataset_of = dict(zip(manifest["network_id"], manifest["dataset"]))
         return {d: sorted(manifest.loc[manifest["dataset"] == d, "network_id"]) for d in mine}
 

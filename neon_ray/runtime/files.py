@@ -213,6 +213,12 @@ def list_files(folder: Location) -> list[tuple[tuple[str, ...], Location]]:
     return [(parts, join(folder, *parts)) for parts in found]
 
 
+def resolved(location: Location) -> Location:
+    """A URI as given, a path with `~` expanded and made absolute (so it works from any working
+    directory, and in Ray tasks that run elsewhere)."""
+    return str(location) if is_uri(location) else Path(location).expanduser().resolve()
+
+
 def parent(location: Location) -> Location:
     """The folder holding `location`: a Path's parent, or the URI one level up (query kept)."""
     if not is_uri(location):

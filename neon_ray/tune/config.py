@@ -23,7 +23,9 @@ from neon_ray.agent.evaluate import BASELINES, DEFAULT_BASELINES
 from neon_ray.errors import ConfigError
 from neon_ray.nets.checks import MAX_SEED, check_int, check_number
 from neon_ray.results.schema import check_tolerance
-from neon_ray.runtime.files import Location, base_name, display, is_file, is_uri, join, parent, read_bytes, without_credentials
+from neon_ray.runtime.files import (
+    Location, base_name, display, is_file, is_uri, join, parent, read_bytes, resolved, without_credentials,
+)
 from neon_ray.tune.space import DEFAULT_REWARDS, DEFAULT_TOLERANCES, SEARCHES, Dim, RewardVariant, SearchSpace
 
 SWEEP_FILE = "sweep.json"
@@ -196,7 +198,7 @@ def _check_count(name: str, value) -> None:
 
 def load_sweep(experiment_dir: Location) -> SweepConfig:
     """The SweepConfig saved in OUT/NAME/sweep.json (a path or a URI), with out and name taken from where it is now."""
-    folder = experiment_dir if is_uri(experiment_dir) else Path(experiment_dir).expanduser().resolve()
+    folder = resolved(experiment_dir)
     path = join(folder, SWEEP_FILE)
     try:
         if not is_file(path):

@@ -325,11 +325,11 @@ def test_step_shares_make_runners_with_dear_steps_sample_fewer():
 
     rows = [("cheap", 1e5, 2), ("cheap", 1e5, 2), ("dear", 4e6, 2), ("mid", 1e6, 3)]
     manifest = pd.DataFrame(rows, columns=["dataset", "flops", "depth"]).assign(train_rows=1000)
-    assert step_shares(manifest[["dataset"]], 2, None) == {1: 0.5, 2: 0.5}  # no figures: equal
-    assert step_shares(manifest, 1, None) == {1: 1.0}
-    shares = step_shares(manifest, 2, None)
-    assert math.isclose(sum(shares.values()), 1.0)
     costs = dataset_costs(manifest, None)
+    assert step_shares(manifest, 2, None) == {1: 0.5, 2: 0.5}  # no figures: equal
+    assert step_shares(manifest, 1, costs) == {1: 1.0}
+    shares = step_shares(manifest, 2, costs)
+    assert math.isclose(sum(shares.values()), 1.0)
     per_step = {}
     for w in (1, 2):
         mine = assign_datasets(sorted(costs), w, 2, costs)
