@@ -9,7 +9,10 @@ measured over its past sampling calls (smoothed), so that the runners finish tog
 Until every runner has been measured (the first iteration, or a runner restarted after a fault),
 runners take the prior from the zoo's figures (`catalogue.step_shares`). 'model' balancing keeps
 that prior throughout: batches are then the same from run to run (bit-reproducible training),
-at the cost of idle runners where the model is off (measured: x1.52 instead of x1.9, README).
+at the cost of idle runners where the model is off. The model's one constant (STEP_OVERHEAD) was
+calibrated on one zoo, where both modes measured alike (2 runners x1.80-1.95 at 16 episodes per
+batch, docs/scaling.md); on another zoo its cost ratio between runners was 1.6x off, which the
+measurement does not depend on.
 """
 from __future__ import annotations
 
