@@ -11,8 +11,8 @@ runners take the prior from the zoo's figures (`catalogue.step_shares`). 'model'
 that prior throughout: batches are then the same from run to run (bit-reproducible training),
 at the cost of idle runners where the model is off. The model's one constant (STEP_OVERHEAD) was
 calibrated on one zoo, where both modes measured alike (2 runners x1.80-1.95 at 16 episodes per
-batch, docs/scaling.md); on another zoo its cost ratio between runners was 1.6x off, which the
-measurement does not depend on.
+batch, docs/scaling.md), but between single datasets it was 1.6x off (phoneme and diabetes),
+which the measurement does not depend on.
 """
 from __future__ import annotations
 
