@@ -56,7 +56,7 @@ from neon_ray.agent.evaluate import EvaluateConfig, Evaluation, evaluate
 from neon_ray.errors import ConfigError
 from neon_ray.runtime.files import (
     Location, atomic_write, atomic_write_text, check_output_dir, copy_tree, display, is_dir, is_file, is_uri, join,
-    open_uri, remove,
+    open_uri, remove, resolved,
 )
 from neon_ray.runtime.ray_session import cluster_cpus, ray_session, verbose
 from neon_ray.tune.config import SWEEP_FILE, SweepConfig, load_sweep, load_sweep_spec  # noqa: F401 (this module's API)
@@ -203,7 +203,7 @@ def _tuner(cfg: SweepConfig, plan: TrialPlan, resources, resume: bool):
                                   resume_errored=True, storage_filesystem=fs)
     searcher, samples = _searcher(cfg)
     namer = TrialNamer(cfg.space.varied(cfg.samples))
-    storage, fs = _storage(cfg.out if is_uri(cfg.out) else Path(cfg.out).resolve())
+    storage, fs = _storage(resolved(cfg.out))
     return tune.Tuner(
         trainable,
         param_space=param_space,
